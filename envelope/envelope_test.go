@@ -76,7 +76,10 @@ type countingUnwrapper struct {
 	n *atomic.Int64
 }
 
-func (c countingUnwrapper) Unwrap(b []byte) ([]byte, error) { c.n.Add(1); return c.KeyUnwrapper.Unwrap(b) }
+func (c countingUnwrapper) Unwrap(b []byte) ([]byte, error) {
+	c.n.Add(1)
+	return c.KeyUnwrapper.Unwrap(b)
+}
 
 func (k countingKeys) Unwrapper(id crypto.KeyID) (crypto.KeyUnwrapper, bool) {
 	u, ok := k.Store.Unwrapper(id)
