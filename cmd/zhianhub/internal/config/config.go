@@ -1,0 +1,586 @@
+// Package config loads the hub's configuration: an optional YAML file, then
+// ZHIANHUB_* environment overrides, then validation. Every error names the
+// offending key both as its environment variable and as its YAML path, e.g.
+//
+//	config: ZHIANHUB_AMQP_URL (amqp.url): vhost missing
+//
+// No file is needed: with no file and no environment the defaults describe a
+// development hub on one machine (PostgreSQL and RabbitMQ on 127.0.0.1).
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// EnvFile is the environment variable that may name the configuration file.
+const EnvFile = "ZHIANHUB_CONFIG"
+
+// Mode selects how strict validation is.
+type Mode string
+
+// Modes.
+const (
+	ModeDevelopment Mode = "development"
+	ModeProduction  Mode = "production"
+)
+
+// Defaults.
+const (
+	DefaultDatabaseURL        = "postgres://postgres@127.0.0.1:5432/zhianhub?sslmode=disable"
+	DefaultAMQPURL            = "amqp://guest:guest@127.0.0.1:5672/%2f"
+	DefaultKeysDir            = "./var/keys"
+	DefaultHTTPAddr           = "127.0.0.1:8080"
+	DefaultLogLevel           = "info"
+	DefaultShutdownTimeout    = 30 * time.Second
+	DefaultCheckpointInterval = time.Minute
+)
+
+// Config is the whole configuration of the hub.
+type Config struct {
+	// File is the path of the file that was read, "" when none.
+	File string
+	// Mode is development or production.
+	Mode Mode
+	// DevIdentity lets the hub run with the demo node identity and demo keys.
+	// Defaults to true in development; must be false in production.
+	DevIdentity bool
+	Database    DatabaseConfig
+	AMQP        AMQPConfig
+	Keys        KeysConfig
+	HTTP        HTTPConfig
+	// Categories is the path of the key-person category table (TSV);
+	// "" selects the embedded demo table.
+	Categories string
+	Log        LogConfig
+	Shutdown   ShutdownConfig
+	Audit      AuditConfig
+}
+
+// DatabaseConfig locates PostgreSQL.
+type DatabaseConfig struct {
+	// URL is a postgres:// URL naming the database.
+	URL string
+}
+
+// AMQPConfig locates RabbitMQ.
+type AMQPConfig struct {
+	// URL is an amqp:// or amqps:// URL whose path is the (escaped) vhost,
+	// e.g. /%2f for the default vhost "/".
+	URL string
+}
+
+// Vhost returns the vhost named by URL ("" when the URL is invalid).
+func (c AMQPConfig) Vhost() string {
+	v, _ := amqpVhost(c.URL)
+	return v
+}
+
+// KeysConfig locates the key directory (envelope.md layout).
+type KeysConfig struct {
+	Dir string
+	// PassphraseFile holds the passphrase of the encrypted private keys;
+	// required in production.
+	PassphraseFile string
+}
+
+// HTTPConfig configures the operations and API listener.
+type HTTPConfig struct {
+	Addr string
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	// Level is debug, info, warn or error.
+	Level string
+}
+
+// ShutdownConfig bounds graceful shutdown.
+type ShutdownConfig struct {
+	Timeout time.Duration
+}
+
+// AuditConfig configures the audit chain.
+type AuditConfig struct {
+	// CheckpointInterval is how often a signed checkpoint of the chain is written.
+	CheckpointInterval time.Duration
+}
+
+// Default returns the development defaults.
+func Default() Config {
+	return Config{
+		Mode:        ModeDevelopment,
+		DevIdentity: true,
+		Database:    DatabaseConfig{URL: DefaultDatabaseURL},
+		AMQP:        AMQPConfig{URL: DefaultAMQPURL},
+		Keys:        KeysConfig{Dir: DefaultKeysDir},
+		HTTP:        HTTPConfig{Addr: DefaultHTTPAddr},
+		Log:         LogConfig{Level: DefaultLogLevel},
+		Shutdown:    ShutdownConfig{Timeout: DefaultShutdownTimeout},
+		Audit:       AuditConfig{CheckpointInterval: DefaultCheckpointInterval},
+	}
+}
+
+// fileConfig mirrors the YAML file. Every leaf is a *string so that an absent
+// key is told from an empty one and every value is parsed (and its error
+// named) in one place.
+type fileConfig struct {
+	Mode        *string `yaml:"mode"`
+	DevIdentity *string `yaml:"dev_identity"`
+	Database    struct {
+		URL *string `yaml:"url"`
+	} `yaml:"database"`
+	AMQP struct {
+		URL *string `yaml:"url"`
+	} `yaml:"amqp"`
+	Keys struct {
+		Dir            *string `yaml:"dir"`
+		PassphraseFile *string `yaml:"passphrase_file"`
+	} `yaml:"keys"`
+	HTTP struct {
+		Addr *string `yaml:"addr"`
+	} `yaml:"http"`
+	Categories *string `yaml:"categories"`
+	Log        struct {
+		Level *string `yaml:"level"`
+	} `yaml:"log"`
+	Shutdown struct {
+		Timeout *string `yaml:"timeout"`
+	} `yaml:"shutdown"`
+	Audit struct {
+		CheckpointInterval *string `yaml:"checkpoint_interval"`
+	} `yaml:"audit"`
+}
+
+// field describes one configuration key.
+type field struct {
+	key string // YAML path
+	env string
+	// file returns the key's slot in the decoded file.
+	file func(*fileConfig) *string
+	// set parses a value into c.
+	set func(c *Config, v string) error
+}
+
+var errEmpty = errors.New("must not be empty")
+
+func setString(dst func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *dst(c) = v; return nil }
+}
+
+func setDuration(dst func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("not a duration (e.g. 30s, 1m): %q", v)
+		}
+		*dst(c) = d
+		return nil
+	}
+}
+
+// fields lists every key, in the order errors are reported.
+func fields() []field {
+	return []field{
+		{"mode", "ZHIANHUB_MODE",
+			func(f *fileConfig) *string { return f.Mode },
+			func(c *Config, v string) error { c.Mode = Mode(strings.TrimSpace(v)); return nil }},
+		{"dev_identity", "ZHIANHUB_DEV_IDENTITY",
+			func(f *fileConfig) *string { return f.DevIdentity },
+			func(c *Config, v string) error {
+				b, err := strconv.ParseBool(strings.TrimSpace(v))
+				if err != nil {
+					return fmt.Errorf("not a boolean (true or false): %q", v)
+				}
+				c.DevIdentity = b
+				return nil
+			}},
+		{"database.url", "ZHIANHUB_DATABASE_URL",
+			func(f *fileConfig) *string { return f.Database.URL },
+			setString(func(c *Config) *string { return &c.Database.URL })},
+		{"amqp.url", "ZHIANHUB_AMQP_URL",
+			func(f *fileConfig) *string { return f.AMQP.URL },
+			setString(func(c *Config) *string { return &c.AMQP.URL })},
+		{"keys.dir", "ZHIANHUB_KEYS_DIR",
+			func(f *fileConfig) *string { return f.Keys.Dir },
+			setString(func(c *Config) *string { return &c.Keys.Dir })},
+		{"keys.passphrase_file", "ZHIANHUB_KEYS_PASSPHRASE_FILE",
+			func(f *fileConfig) *string { return f.Keys.PassphraseFile },
+			setString(func(c *Config) *string { return &c.Keys.PassphraseFile })},
+		{"http.addr", "ZHIANHUB_HTTP_ADDR",
+			func(f *fileConfig) *string { return f.HTTP.Addr },
+			setString(func(c *Config) *string { return &c.HTTP.Addr })},
+		{"categories", "ZHIANHUB_CATEGORIES",
+			func(f *fileConfig) *string { return f.Categories },
+			setString(func(c *Config) *string { return &c.Categories })},
+		{"log.level", "ZHIANHUB_LOG_LEVEL",
+			func(f *fileConfig) *string { return f.Log.Level },
+			func(c *Config, v string) error { c.Log.Level = strings.ToLower(strings.TrimSpace(v)); return nil }},
+		{"shutdown.timeout", "ZHIANHUB_SHUTDOWN_TIMEOUT",
+			func(f *fileConfig) *string { return f.Shutdown.Timeout },
+			setDuration(func(c *Config) *time.Duration { return &c.Shutdown.Timeout })},
+		{"audit.checkpoint_interval", "ZHIANHUB_AUDIT_CHECKPOINT_INTERVAL",
+			func(f *fileConfig) *string { return f.Audit.CheckpointInterval },
+			setDuration(func(c *Config) *time.Duration { return &c.Audit.CheckpointInterval })},
+	}
+}
+
+// envOf returns the environment variable of a YAML key.
+func envOf(key string) string {
+	for _, f := range fields() {
+		if f.key == key {
+			return f.env
+		}
+	}
+	return ""
+}
+
+// keyError names a key in an error.
+func keyError(key string, err error) error {
+	return fmt.Errorf("config: %s (%s): %w", envOf(key), key, err)
+}
+
+// Load reads the configuration: defaults, then the YAML file at path (or at
+// $ZHIANHUB_CONFIG when path is ""; no file at all when both are empty), then
+// the non-empty ZHIANHUB_* variables of getenv, then Validate. getenv nil
+// means no environment. All problems found are returned together.
+func Load(path string, getenv func(string) string) (Config, error) {
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	if path == "" {
+		path = getenv(EnvFile)
+	}
+	var fc fileConfig
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("config: file (%s): %w", EnvFile, err)
+		}
+		if err := decodeFile(b, &fc); err != nil {
+			return Config{}, fmt.Errorf("config: file %s: %w", path, err)
+		}
+	}
+
+	c := Default()
+	c.File = path
+	var errs []error
+	devIdentitySet := false
+	for _, f := range fields() {
+		v, ok := "", false
+		if p := f.file(&fc); p != nil {
+			v, ok = *p, true
+		}
+		if e := getenv(f.env); e != "" {
+			v, ok = e, true
+		}
+		if !ok {
+			continue
+		}
+		if f.key == "dev_identity" {
+			devIdentitySet = true
+		}
+		if err := f.set(&c, v); err != nil {
+			errs = append(errs, keyError(f.key, err))
+		}
+	}
+	if !devIdentitySet {
+		// The development identity is on by default only in development.
+		c.DevIdentity = c.Mode == ModeDevelopment
+	}
+	if len(errs) > 0 {
+		return c, errors.Join(errs...)
+	}
+	if err := c.Validate(); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// decodeFile decodes one YAML document, rejecting unknown keys. An empty
+// file (or one with only comments) is an empty configuration.
+func decodeFile(b []byte, fc *fileConfig) error {
+	// First walk the document against the known keys, so that an unknown or
+	// misplaced key is reported by its full dotted path.
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		return err
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return errors.New("more than one YAML document")
+	}
+	if len(doc.Content) == 0 {
+		return nil
+	}
+	if err := checkKeys(doc.Content[0], ""); err != nil {
+		return err
+	}
+	// Then decode strictly into the file struct.
+	dec = yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(fc); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// checkKeys checks a mapping node at prefix ("" or "section.") against the
+// known keys: every key must be a known leaf holding a scalar or a known
+// section holding a mapping, and none may repeat.
+func checkKeys(n *yaml.Node, prefix string) error {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil // an empty section
+	}
+	if n.Kind != yaml.MappingNode {
+		if prefix == "" {
+			return fmt.Errorf("line %d: the document must be a mapping of keys", n.Line)
+		}
+		key := strings.TrimSuffix(prefix, ".")
+		return fmt.Errorf("line %d: %s must be a mapping (with keys %s)", n.Line, key, strings.Join(subKeys(prefix), ", "))
+	}
+	seen := map[string]bool{}
+	var errs []error
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		for v.Kind == yaml.AliasNode && v.Alias != nil {
+			v = v.Alias
+		}
+		path := prefix + k.Value
+		if seen[path] {
+			errs = append(errs, fmt.Errorf("line %d: key %s appears twice", k.Line, path))
+			continue
+		}
+		seen[path] = true
+		switch {
+		case envOf(path) != "":
+			if v.Kind != yaml.ScalarNode {
+				errs = append(errs, fmt.Errorf("line %d: %s (%s) must be a single value, not a list or mapping", v.Line, path, envOf(path)))
+			}
+		case len(subKeys(path+".")) > 0:
+			if err := checkKeys(v, path+"."); err != nil {
+				errs = append(errs, err)
+			}
+		default:
+			errs = append(errs, fmt.Errorf("line %d: unknown key %s", k.Line, path))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// subKeys lists the known keys under prefix ("section.").
+func subKeys(prefix string) []string {
+	var out []string
+	for _, f := range fields() {
+		if rest, ok := strings.CutPrefix(f.key, prefix); ok {
+			out = append(out, rest)
+		}
+	}
+	return out
+}
+
+// Validate checks every key and returns all problems, each naming its key.
+// It reads the file system for categories and keys.passphrase_file.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(key string, err error) {
+		if err != nil {
+			errs = append(errs, keyError(key, err))
+		}
+	}
+	prod := c.Mode == ModeProduction
+
+	switch c.Mode {
+	case ModeDevelopment, ModeProduction:
+	default:
+		add("mode", fmt.Errorf("must be %q or %q, not %q", ModeDevelopment, ModeProduction, c.Mode))
+	}
+	if prod && c.DevIdentity {
+		add("dev_identity", errors.New("the development identity must be false in production"))
+	}
+	add("database.url", validateDatabaseURL(c.Database.URL))
+	add("amqp.url", validateAMQPURL(c.AMQP.URL))
+	if strings.TrimSpace(c.Keys.Dir) == "" {
+		add("keys.dir", errEmpty)
+	}
+	switch {
+	case c.Keys.PassphraseFile != "":
+		add("keys.passphrase_file", regularFile(c.Keys.PassphraseFile))
+	case prod:
+		add("keys.passphrase_file", errors.New("required in production: private keys must be passphrase-protected"))
+	}
+	add("http.addr", validateAddr(c.HTTP.Addr, prod))
+	if c.Categories != "" {
+		add("categories", regularFile(c.Categories))
+	}
+	if _, err := ParseLevel(c.Log.Level); err != nil {
+		add("log.level", err)
+	}
+	if c.Shutdown.Timeout <= 0 {
+		add("shutdown.timeout", fmt.Errorf("must be positive, not %s", c.Shutdown.Timeout))
+	}
+	if c.Audit.CheckpointInterval <= 0 {
+		add("audit.checkpoint_interval", fmt.Errorf("must be positive, not %s", c.Audit.CheckpointInterval))
+	}
+	return errors.Join(errs...)
+}
+
+func regularFile(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("file %q: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%q is not a regular file", path)
+	}
+	return nil
+}
+
+func validateDatabaseURL(s string) error {
+	if strings.TrimSpace(s) == "" {
+		return errEmpty
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("not a URL: %s", redactErr(err, s))
+	}
+	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return fmt.Errorf("scheme must be postgres:// or postgresql://, not %q", u.Scheme+"://")
+	}
+	if u.Host == "" && u.Query().Get("host") == "" {
+		return errors.New("host missing")
+	}
+	if strings.Trim(u.Path, "/") == "" {
+		return errors.New("database name missing")
+	}
+	return nil
+}
+
+func validateAMQPURL(s string) error {
+	if strings.TrimSpace(s) == "" {
+		return errEmpty
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("not a URL: %s", redactErr(err, s))
+	}
+	if u.Scheme != "amqp" && u.Scheme != "amqps" {
+		return fmt.Errorf("scheme must be amqp:// or amqps://, not %q", u.Scheme+"://")
+	}
+	if u.Hostname() == "" {
+		return errors.New("host missing")
+	}
+	_, err = amqpVhost(s)
+	return err
+}
+
+// amqpVhost returns the vhost of an AMQP URL: the single path segment,
+// unescaped (/%2f is the vhost "/").
+func amqpVhost(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", err
+	}
+	p := strings.TrimPrefix(u.EscapedPath(), "/")
+	if p == "" {
+		return "", errors.New("vhost missing: give it as the URL path, e.g. /%2f for the default vhost \"/\"")
+	}
+	if strings.Contains(p, "/") {
+		return "", errors.New("vhost must be one path segment: escape \"/\" as %2f")
+	}
+	v, err := url.PathUnescape(p)
+	if err != nil {
+		return "", fmt.Errorf("vhost: %w", err)
+	}
+	return v, nil
+}
+
+func validateAddr(addr string, prod bool) error {
+	if strings.TrimSpace(addr) == "" {
+		return errEmpty
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("not host:port: %q", addr)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port must be a number 0-65535, not %q", port)
+	}
+	if prod {
+		// A production hub binds one chosen interface of the police network
+		// on a fixed port, never every interface.
+		if n == 0 {
+			return errors.New("production needs a fixed port, not 0")
+		}
+		if host == "" || host == "0.0.0.0" || host == "::" || host == "[::]" {
+			return fmt.Errorf("production must bind one interface address, not all interfaces (%q)", addr)
+		}
+	}
+	return nil
+}
+
+// redactErr renders a url.Parse error without the (possibly secret) URL.
+func redactErr(err error, raw string) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return strings.ReplaceAll(err.Error(), raw, "<url>")
+}
+
+// redactURL hides the password of a URL.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "<invalid url>"
+	}
+	return u.Redacted()
+}
+
+// Redacted renders the configuration for logs, one key=value per key, with
+// the passwords of URLs replaced by xxxxx.
+func (c Config) Redacted() string {
+	var b strings.Builder
+	for i, kv := range c.redactedPairs() {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%s", kv[0], strconv.Quote(kv[1]))
+	}
+	return b.String()
+}
+
+func (c Config) redactedPairs() [][2]string {
+	return [][2]string{
+		{"file", c.File},
+		{"mode", string(c.Mode)},
+		{"dev_identity", strconv.FormatBool(c.DevIdentity)},
+		{"database.url", redactURL(c.Database.URL)},
+		{"amqp.url", redactURL(c.AMQP.URL)},
+		{"keys.dir", c.Keys.Dir},
+		{"keys.passphrase_file", c.Keys.PassphraseFile},
+		{"http.addr", c.HTTP.Addr},
+		{"categories", c.Categories},
+		{"log.level", c.Log.Level},
+		{"shutdown.timeout", c.Shutdown.Timeout.String()},
+		{"audit.checkpoint_interval", c.Audit.CheckpointInterval.String()},
+	}
+}
