@@ -3,6 +3,7 @@ package envelope
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Code is a result code shared by all buses (envelope.md, "Error codes").
@@ -40,7 +41,7 @@ type Error struct {
 
 func (e *Error) Error() string {
 	msg := string(e.Code)
-	if e.Field != "" {
+	if e.Field != "" && !strings.HasPrefix(e.Reason, e.Field) {
 		msg += " " + e.Field
 	}
 	if e.Reason != "" {

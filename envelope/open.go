@@ -198,8 +198,9 @@ func (o *Opener) Open(raw []byte) (*Message, error) {
 	}
 	if o.cfg.Payload != nil {
 		if err := o.cfg.Payload.ValidatePayload(w.Kind, payload); err != nil {
+			var e *Error
 			var c Coded
-			if errors.As(err, &c) {
+			if errors.As(err, &e) || errors.As(err, &c) {
 				return msg, err
 			}
 			return msg, &Error{Code: CodeSchema, Step: 6, Err: err}

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"zhianhub/adapters/httpapi"
+	"zhianhub/cmd/zhianhub/internal/config"
+	"zhianhub/crypto/fieldenc"
+	"zhianhub/crypto/keystore"
+	"zhianhub/store"
+	"zhianhub/store/audit"
+)
+
+func runServe(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "serve")
+	cfgPath := fs.String("config", "", "configuration file (default: env ZHIANHUB_CONFIG, else none)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(env, *cfgPath)
+	if err != nil {
+		return err
+	}
+	logger := config.NewLogger(env.stderr, cfg.Log.Level)
+	h, err := startHub(ctx, cfg, logger)
+	if err != nil {
+		logger.Error("start failed", "err", err)
+		return err
+	}
+	<-ctx.Done()
+	logger.Info("shutting down", "timeout", cfg.Shutdown.Timeout.String())
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Shutdown.Timeout)
+	defer cancel()
+	return h.stop(sctx)
+}
+
+// hub is the running service: every component with its own lifetime.
+type hub struct {
+	cfg     config.Config
+	logger  *slog.Logger
+	keys    *keystore.Store
+	pool    *pgxpool.Pool
+	audit   *audit.Writer
+	keyring *fieldenc.Keyring
+	http    *httpapi.Server
+	started bool // hub.start was audited
+}
+
+// startHub builds and starts every component, in dependency order; on
+// failure it stops what was started.
+func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *hub, err error) {
+	h := &hub{cfg: cfg, logger: logger}
+	defer func() {
+		if err != nil {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if h.audit != nil {
+				// A failed start is audited too, with its reason.
+				_, _ = h.audit.Append(sctx, audit.Entry{Actor: h.keys.Node(), Action: "hub.start", Object: Version, Result: "error", Reason: err.Error()})
+			}
+			_ = h.stop(sctx)
+		}
+	}()
+	logger.Info("starting zhianhub", "version", Version, "mode", string(cfg.Mode), "config", cfg.Redacted())
+
+	if h.keys, err = loadKeystore(cfg); err != nil {
+		return nil, err
+	}
+	logger.Info("keys loaded", "node", h.keys.Node(), "sign", string(h.keys.Signer().KeyID()), "peers", h.keys.Peers())
+
+	if err = store.Migrate(ctx, cfg.Database.URL); err != nil {
+		return nil, err
+	}
+	if h.pool, err = store.Open(ctx, cfg.Database.URL, store.PoolConfig{}); err != nil {
+		return nil, err
+	}
+	if h.audit, err = audit.NewWriter(h.pool, audit.WriterConfig{
+		Signer:             h.keys.Signer(),
+		CheckpointInterval: cfg.Audit.CheckpointInterval,
+		Logger:             logger,
+	}); err != nil {
+		return nil, err
+	}
+	if h.keyring, err = fieldenc.Open(ctx, store.NewDataKeys(h.pool), h.keys); err != nil {
+		return nil, err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if h.http, err = httpapi.New(httpapi.Config{
+		Addr:            cfg.HTTP.Addr,
+		Logger:          logger,
+		Registry:        reg,
+		ShutdownTimeout: cfg.Shutdown.Timeout,
+		Checks: []httpapi.Check{
+			{Name: "postgresql", Fn: h.pool.Ping},
+			{Name: "rabbitmq", Fn: amqpCheck(cfg.AMQP.URL)},
+		},
+	}); err != nil {
+		return nil, err
+	}
+	if err = h.http.Start(ctx); err != nil {
+		return nil, err
+	}
+	if _, err = h.audit.Append(ctx, audit.Entry{
+		Actor: h.keys.Node(), Action: "hub.start", Object: Version, Result: "ok",
+		Detail: map[string]any{"mode": cfg.Mode, "http": h.http.Addr()},
+	}); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	h.started = true
+	logger.Info("zhianhub ready", "http", h.http.Addr())
+	return h, nil
+}
+
+// stop shuts the components down in reverse order: no new requests, then
+// flush the audit chain, then the database.
+func (h *hub) stop(ctx context.Context) error {
+	var errs []error
+	if h.http != nil {
+		errs = append(errs, h.http.Shutdown(ctx))
+	}
+	if h.audit != nil {
+		if h.started {
+			if _, err := h.audit.Append(ctx, audit.Entry{Actor: h.keys.Node(), Action: "hub.stop", Object: Version, Result: "ok"}); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		errs = append(errs, h.audit.Close(ctx))
+	}
+	if h.pool != nil {
+		h.pool.Close()
+	}
+	err := errors.Join(errs...)
+	if err != nil {
+		h.logger.Error("shutdown", "err", err)
+	} else {
+		h.logger.Info("zhianhub stopped")
+	}
+	return err
+}
+
+// amqpCheck opens and closes one AMQP connection: the broker is up, the
+// credentials and the vhost are right.
+func amqpCheck(url string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		timeout := 3 * time.Second
+		if d, ok := ctx.Deadline(); ok {
+			timeout = time.Until(d)
+		}
+		conn, err := amqp.DialConfig(url, amqp.Config{Dial: amqp.DefaultDial(timeout), Properties: amqp.Table{"connection_name": "zhianhub-readiness"}})
+		if err != nil {
+			return fmt.Errorf("amqp: %w", err)
+		}
+		return conn.Close()
+	}
+}
