@@ -1,0 +1,149 @@
+package routes
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"zhianhub/envelope"
+	"zhianhub/store/audit"
+	"zhianhub/store/exchange"
+)
+
+// FilingConfig configures the filing service.
+type FilingConfig struct {
+	Pool     *pgxpool.Pool
+	Self     string // this node
+	To       string // the Ministry bus node
+	Exchange string
+	// RoutingKey gives the routing key of a message to node of kind.
+	RoutingKey func(to, kind string) string
+	Payloads   Payloads
+	Registry   Registry
+	Audit      *audit.Writer
+	Now        func() time.Time
+	// Notify is called after a filing is committed to the outbox.
+	Notify func()
+}
+
+// Filing files this hub's records up to the Ministry (备案): it validates
+// a payload, applies it to the registry and puts it in the outbox in one
+// transaction; the relay seals, publishes and resends it until its receipt.
+type Filing struct {
+	cfg FilingConfig
+}
+
+// NewFiling returns the service.
+func NewFiling(cfg FilingConfig) (*Filing, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Notify == nil {
+		cfg.Notify = func() {}
+	}
+	if cfg.Pool == nil || cfg.Payloads == nil || cfg.Registry == nil || cfg.Audit == nil || cfg.RoutingKey == nil ||
+		!envelope.ValidNode(cfg.Self) || !envelope.ValidNode(cfg.To) || cfg.Exchange == "" {
+		return nil, errors.New("routes: FilingConfig needs Pool, Payloads, Registry, Audit, RoutingKey, Exchange and valid Self/To nodes")
+	}
+	return &Filing{cfg: cfg}, nil
+}
+
+// FileRequest is one filing.
+type FileRequest struct {
+	Kind string
+	// Payload is the kind's JSON; its seq is assigned by the service (a
+	// given seq is replaced).
+	Payload []byte
+	// Corr is the id this filing answers (task.sign: the Task message).
+	Corr string
+	// Actor is who files (user id), for the audit.
+	Actor string
+	// CorrelationID ties the filing to the request that caused it.
+	CorrelationID string
+}
+
+// FileResult describes an accepted filing, now in the outbox.
+type FileResult struct {
+	ID        string   `json:"id"`
+	Kind      string   `json:"kind"`
+	PersonNo  string   `json:"personNo"`
+	Seq       int64    `json:"seq"`
+	Cleanings []string `json:"cleanings,omitempty"`
+}
+
+// File validates and files one record. Refusals are coded errors (E100,
+// E102, E120-E122 for the payload, E130/E131 for the registry state).
+func (f *Filing) File(ctx context.Context, req FileRequest) (FileResult, error) {
+	if req.Kind == "receipt" {
+		return FileResult{}, &envelope.Error{Code: envelope.CodeUnknownKind, Step: 6, Field: "kind", Reason: "kind：回执不能作为备案提交"}
+	}
+	var fields map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(req.Payload))
+	if err := dec.Decode(&fields); err != nil || fields == nil {
+		return FileResult{}, &envelope.Error{Code: envelope.CodeMalformed, Step: 6, Reason: "载荷不是 JSON 对象"}
+	}
+	personNo, _, _ := ordering(withSeq(fields, 1))
+	var res FileResult
+	var entry audit.Entry
+	err := pgx.BeginFunc(ctx, f.cfg.Pool, func(tx pgx.Tx) error {
+		seq := int64(1)
+		if personNo != "" {
+			var err error
+			if seq, err = exchange.NextOutSeq(ctx, tx, f.cfg.To, personNo); err != nil {
+				return err
+			}
+		}
+		cleaned, typed, cleanings, err := f.cfg.Payloads.Check(req.Kind, withSeq(fields, seq))
+		if err != nil {
+			return err
+		}
+		id := newID()
+		if err := f.cfg.Registry.Apply(ctx, tx, Applied{ID: id, Direction: "out", Node: f.cfg.To, Kind: req.Kind, Corr: req.Corr, Payload: typed, At: f.cfg.Now()}); err != nil {
+			return err
+		}
+		if err := exchange.Enqueue(ctx, tx, exchange.Out{
+			ID: id, Kind: req.Kind, Exchange: f.cfg.Exchange, RoutingKey: f.cfg.RoutingKey(f.cfg.To, req.Kind), ToNode: f.cfg.To,
+			Corr: req.Corr, Payload: cleaned, PersonNo: personNo, Seq: seq, NeedsReceipt: true, Actor: req.Actor,
+		}); err != nil {
+			return err
+		}
+		res = FileResult{ID: id, Kind: req.Kind, PersonNo: personNo, Seq: seq, Cleanings: cleanings}
+		entry = audit.Entry{Actor: req.Actor, Action: "filing.submit", Object: id, Result: string(envelope.CodeOK),
+			CorrelationID: firstNonEmpty(req.CorrelationID, id), Detail: map[string]any{"kind": req.Kind, "personNo": personNo, "seq": seq, "cleanings": cleanings}}
+		return nil
+	})
+	if err != nil {
+		var coded envelope.Coded
+		var e *envelope.Error
+		if errors.As(err, &coded) || errors.As(err, &e) {
+			_, _ = f.cfg.Audit.Append(ctx, audit.Entry{Actor: req.Actor, Action: "filing.submit", Object: personNo,
+				Result: string(envelope.CodeOf(err)), Reason: reasonOf(err), CorrelationID: req.CorrelationID, Detail: map[string]any{"kind": req.Kind}})
+			return FileResult{}, err
+		}
+		return FileResult{}, fmt.Errorf("routes: file %s: %w", req.Kind, err)
+	}
+	f.cfg.Notify()
+	if _, err := f.cfg.Audit.Append(ctx, entry); err != nil {
+		return res, fmt.Errorf("routes: filed %s but the audit failed: %w", res.ID, err)
+	}
+	return res, nil
+}
+
+// withSeq returns the payload with its seq member set.
+func withSeq(fields map[string]json.RawMessage, seq int64) []byte {
+	out := make(map[string]json.RawMessage, len(fields)+1)
+	for k, v := range fields {
+		out[k] = v
+	}
+	if _, isReceipt := fields["ref"]; !isReceipt {
+		out["seq"] = json.RawMessage(fmt.Sprint(seq))
+	}
+	b, _ := json.Marshal(out)
+	return b
+}

@@ -1,0 +1,432 @@
+package routes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"zhianhub/crypto"
+	"zhianhub/envelope"
+	"zhianhub/store"
+	"zhianhub/store/audit"
+	"zhianhub/store/journal"
+)
+
+// DeadLetter is a message kept with its raw bytes and the reason it was
+// rejected or could not be delivered.
+type DeadLetter struct {
+	Source     string
+	Exchange   string
+	RoutingKey string
+	MessageID  string
+	Sender     string
+	Kind       string
+	Raw        []byte
+	Code       string
+	Reason     string
+	Security   bool
+}
+
+// DeadLetters stores dead letters in the caller's transaction.
+type DeadLetters interface {
+	Put(ctx context.Context, q store.Querier, l DeadLetter) error
+}
+
+// InboundConfig configures the inbound route of one bus queue.
+type InboundConfig struct {
+	Pool     *pgxpool.Pool
+	AMQPURL  string
+	Queue    string
+	Exchange string // the bus exchange, for receipts and dead-letter replay routes
+	// RoutingKey gives the routing key of a message to node of kind on the
+	// bus (for receipts).
+	RoutingKey func(to, kind string) string
+	// EventsExchange receives an internal event per applied message
+	// (routing key = kind); "" disables events.
+	EventsExchange string
+
+	Opener      *envelope.Opener
+	Payloads    Payloads
+	Registry    Registry
+	Journal     *journal.Journal
+	Audit       *audit.Writer
+	DeadLetters DeadLetters
+	Logger      *slog.Logger
+	Now         func() time.Time
+	// Notify is called after a commit that put messages in the outbox.
+	Notify func()
+
+	// GapTimeout is how long held messages wait for a gap to fill before
+	// E140; default 10 minutes. GapSweep is how often that is checked;
+	// default GapTimeout/20, at most 5s.
+	GapTimeout time.Duration
+	GapSweep   time.Duration
+
+	Prefetch   int           // default 1024
+	Openers    int           // default GOMAXPROCS
+	Shards     int           // default 8
+	BatchSize  int           // default 64
+	BatchDelay time.Duration // default 2ms
+}
+
+func (c *InboundConfig) setDefaults() {
+	if c.Prefetch == 0 {
+		c.Prefetch = 1024
+	}
+	if c.Openers == 0 {
+		c.Openers = runtime.GOMAXPROCS(0)
+	}
+	if c.Shards == 0 {
+		c.Shards = 8
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 64
+	}
+	if c.BatchDelay == 0 {
+		c.BatchDelay = 2 * time.Millisecond
+	}
+	if c.GapTimeout == 0 {
+		c.GapTimeout = 10 * time.Minute
+	}
+	if c.GapSweep == 0 {
+		c.GapSweep = min(c.GapTimeout/20, 5*time.Second)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Notify == nil {
+		c.Notify = func() {}
+	}
+}
+
+// Validate reports a missing dependency.
+func (c *InboundConfig) Validate() error {
+	var errs []error
+	for name, missing := range map[string]bool{
+		"Pool": c.Pool == nil, "AMQPURL": c.AMQPURL == "", "Queue": c.Queue == "", "Exchange": c.Exchange == "",
+		"RoutingKey": c.RoutingKey == nil, "Opener": c.Opener == nil, "Payloads": c.Payloads == nil,
+		"Registry": c.Registry == nil, "Journal": c.Journal == nil, "Audit": c.Audit == nil, "DeadLetters": c.DeadLetters == nil,
+	} {
+		if missing {
+			errs = append(errs, fmt.Errorf("routes: InboundConfig.%s is required", name))
+		}
+	}
+	if c.Prefetch < 1 || c.Openers < 1 || c.Shards < 1 || c.BatchSize < 1 || c.GapTimeout <= 0 || c.GapSweep <= 0 {
+		errs = append(errs, errors.New("routes: InboundConfig sizes must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Inbound consumes one bus queue.
+type Inbound struct {
+	cfg    InboundConfig
+	dialer *dialer
+	shards []chan *item
+	wg     sync.WaitGroup
+}
+
+// item is one delivery on its way through the route.
+type item struct {
+	d      amqp.Delivery
+	raw    []byte
+	rawSM3 [32]byte
+
+	msg     *envelope.Message // nil when the envelope failed steps 1-2
+	openErr error
+
+	// After the payload checks (only when Open succeeded).
+	payload   []byte
+	typed     any
+	cleanings []string
+	code      string // "0000" or the payload's rejection code
+	reason    string
+
+	personNo string
+	seq      int64
+	ordered  bool
+}
+
+// NewInbound returns the route; Run starts it.
+func NewInbound(cfg InboundConfig) (*Inbound, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Inbound{cfg: cfg, dialer: newDialer(cfg.AMQPURL, "zhianhub-inbound-"+cfg.Queue, cfg.Logger)}, nil
+}
+
+// Run consumes until ctx ends, then finishes the messages in flight (their
+// acks) and returns. Unacked messages return to the queue when the channel
+// closes: nothing is lost.
+func (in *Inbound) Run(ctx context.Context) error {
+	opened := make(chan *item, in.cfg.Prefetch)
+	in.shards = make([]chan *item, in.cfg.Shards)
+	var shardWG sync.WaitGroup
+	for i := range in.shards {
+		in.shards[i] = make(chan *item, in.cfg.BatchSize*4)
+		shardWG.Add(1)
+		go func(ch chan *item) {
+			defer shardWG.Done()
+			in.shardLoop(ch)
+		}(in.shards[i])
+	}
+	raw := make(chan *item, in.cfg.Prefetch)
+	var openWG sync.WaitGroup
+	for range in.cfg.Openers {
+		openWG.Add(1)
+		go func() {
+			defer openWG.Done()
+			for it := range raw {
+				in.open(it)
+				opened <- it
+			}
+		}()
+	}
+	go func() {
+		for it := range opened {
+			in.shards[in.shardOf(it)] <- it
+		}
+		for _, ch := range in.shards {
+			close(ch)
+		}
+	}()
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		in.sweepGaps(ctx)
+	}()
+	err := in.consume(ctx, raw)
+	<-sweepDone
+	close(raw)
+	openWG.Wait()
+	close(opened)
+	shardWG.Wait()
+	in.dialer.close()
+	return err
+}
+
+// consume reads deliveries until ctx ends, reconnecting on failures.
+func (in *Inbound) consume(ctx context.Context, out chan<- *item) error {
+	for ctx.Err() == nil {
+		conn, err := in.dialer.get(ctx)
+		if err != nil {
+			return nil // ctx ended while dialling
+		}
+		ch, err := conn.Channel()
+		if err != nil {
+			in.cfg.Logger.Warn("amqp channel failed", "err", err)
+			time.Sleep(time.Second)
+			continue
+		}
+		if err := ch.Qos(in.cfg.Prefetch, 0, false); err != nil {
+			ch.Close()
+			continue
+		}
+		deliveries, err := ch.ConsumeWithContext(ctx, in.cfg.Queue, "", false, false, false, false, nil)
+		if err != nil {
+			in.cfg.Logger.Error("consume failed", "queue", in.cfg.Queue, "err", err)
+			ch.Close()
+			select {
+			case <-ctx.Done():
+			case <-time.After(2 * time.Second):
+			}
+			continue
+		}
+		in.cfg.Logger.Info("consuming", "queue", in.cfg.Queue)
+		for d := range deliveries {
+			out <- &item{d: d, raw: d.Body}
+		}
+		// Deliveries closed: ctx ended or the channel broke. Items in
+		// flight still ack on this channel if it is open.
+		if ctx.Err() == nil {
+			in.cfg.Logger.Warn("consumer channel closed; reconnecting", "queue", in.cfg.Queue)
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// open applies the envelope rules and the payload checks. CPU only.
+func (in *Inbound) open(it *item) {
+	it.rawSM3 = crypto.SM3(it.raw)
+	it.msg, it.openErr = in.cfg.Opener.Open(it.raw)
+	if it.openErr != nil || it.msg == nil {
+		if it.msg != nil && it.msg.Payload != nil {
+			// Step 6 failures before payload checks (E100 payload, E102):
+			// they still fill their place in the sequence when readable.
+			it.personNo, it.seq, it.ordered = ordering(it.msg.Payload)
+		}
+		return
+	}
+	it.code = string(envelope.CodeOK)
+	cleaned, typed, cleanings, err := in.cfg.Payloads.Check(it.msg.Kind, it.msg.Payload)
+	it.payload, it.typed, it.cleanings = cleaned, typed, cleanings
+	if it.payload == nil {
+		it.payload = it.msg.Payload
+	}
+	if err != nil {
+		it.code, it.reason = string(envelope.CodeOf(err)), reasonOf(err)
+	}
+	if it.msg.Kind != "receipt" {
+		it.personNo, it.seq, it.ordered = ordering(it.payload)
+	}
+}
+
+// shardOf keeps every message of one (sender, personNo) on one shard.
+func (in *Inbound) shardOf(it *item) int {
+	h := fnv.New32a()
+	switch {
+	case it.ordered:
+		h.Write([]byte(it.msg.From))
+		h.Write([]byte{0})
+		h.Write([]byte(it.personNo))
+	default:
+		h.Write(it.rawSM3[:8])
+	}
+	return int(h.Sum32() % uint32(len(in.shards)))
+}
+
+// shardLoop collects batches and processes each in one transaction.
+func (in *Inbound) shardLoop(ch <-chan *item) {
+	batch := make([]*item, 0, in.cfg.BatchSize)
+	for first := range ch {
+		batch = append(batch[:0], first)
+		timer := time.NewTimer(in.cfg.BatchDelay)
+	collect:
+		for len(batch) < in.cfg.BatchSize {
+			select {
+			case it, ok := <-ch:
+				if !ok {
+					break collect
+				}
+				batch = append(batch, it)
+			case <-timer.C:
+				break collect
+			}
+		}
+		timer.Stop()
+		in.processBatch(batch)
+	}
+}
+
+// processBatch applies a batch in one transaction; if it fails, each item
+// gets its own transaction so that one bad message cannot block the others.
+func (in *Inbound) processBatch(batch []*item) {
+	ctx := context.Background()
+	var post []audit.Entry
+	err := pgx.BeginFunc(ctx, in.cfg.Pool, func(tx pgx.Tx) error {
+		post = post[:0]
+		for _, it := range batch {
+			p, err := in.process(ctx, tx, it)
+			if err != nil {
+				return err
+			}
+			post = append(post, p...)
+		}
+		return nil
+	})
+	if err != nil {
+		in.cfg.Logger.Warn("batch failed; retrying one by one", "size", len(batch), "err", err)
+		for _, it := range batch {
+			in.processOne(ctx, it)
+		}
+		return
+	}
+	in.finish(batch, post)
+}
+
+func (in *Inbound) processOne(ctx context.Context, it *item) {
+	var post []audit.Entry
+	err := pgx.BeginFunc(ctx, in.cfg.Pool, func(tx pgx.Tx) error {
+		var err error
+		post, err = in.process(ctx, tx, it)
+		return err
+	})
+	if err != nil {
+		in.cfg.Logger.Error("message failed; keeping it as a dead letter", "err", err)
+		post, err = in.internalError(ctx, it, err)
+		if err != nil {
+			// The database is unreachable: leave the message to the broker.
+			in.cfg.Logger.Error("cannot record the failure; message returned to the queue", "err", err)
+			_ = it.d.Nack(false, true)
+			return
+		}
+	}
+	in.finish([]*item{it}, post)
+}
+
+// finish acks after the commit and appends the audit entries of the batch
+// (concurrently: the audit writer commits them as one group).
+func (in *Inbound) finish(batch []*item, entries []audit.Entry) {
+	for _, it := range batch {
+		if err := it.d.Ack(false); err != nil {
+			in.cfg.Logger.Warn("ack failed; the broker will redeliver (de-duplicated by the inbox)", "err", err)
+		}
+	}
+	in.cfg.Notify()
+	appendAll(in.cfg.Audit, in.cfg.Logger, entries)
+}
+
+// appendAll appends entries concurrently and waits for them.
+func appendAll(w *audit.Writer, logger *slog.Logger, entries []audit.Entry) {
+	var wg sync.WaitGroup
+	for _, e := range entries {
+		wg.Add(1)
+		go func(e audit.Entry) {
+			defer wg.Done()
+			if _, err := w.Append(context.Background(), e); err != nil {
+				logger.Error("audit append failed", "action", e.Action, "object", e.Object, "err", err)
+			}
+		}(e)
+	}
+	wg.Wait()
+}
+
+// internalError keeps a message that could not be processed (E199): dead
+// letter, journal, and a REJECTED E199 receipt when the sender is known, so
+// that it resends later.
+func (in *Inbound) internalError(ctx context.Context, it *item, cause error) ([]audit.Entry, error) {
+	var post []audit.Entry
+	err := pgx.BeginFunc(ctx, in.cfg.Pool, func(tx pgx.Tx) error {
+		reason := "接收方内部错误，请稍后重发"
+		id, from, kind := "", "", ""
+		if it.msg != nil {
+			id, from, kind = it.msg.ID, it.msg.From, it.msg.Kind
+		}
+		if err := in.cfg.DeadLetters.Put(ctx, tx, DeadLetter{
+			Source: "amqp:" + in.cfg.Queue, Exchange: in.cfg.Exchange, RoutingKey: it.d.RoutingKey,
+			MessageID: id, Sender: from, Kind: kind, Raw: it.raw, Code: string(envelope.CodeInternal), Reason: reason + ": " + cause.Error(),
+		}); err != nil {
+			return err
+		}
+		post = append(post, audit.Entry{
+			Actor: nodeOr(from), Action: "message.receive", Object: id, Result: string(envelope.CodeInternal),
+			Reason: cause.Error(), CorrelationID: id, Detail: map[string]any{"kind": kind, "queue": in.cfg.Queue},
+		})
+		if it.msg != nil && it.msg.Kind != "receipt" {
+			return in.enqueueReceipt(ctx, tx, it.msg, StatusRejected, string(envelope.CodeInternal), reason)
+		}
+		return nil
+	})
+	return post, err
+}
+
+func reasonOf(err error) string {
+	var e *envelope.Error
+	if errors.As(err, &e) && e.Reason != "" {
+		return e.Reason
+	}
+	return err.Error()
+}

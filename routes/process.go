@@ -1,0 +1,318 @@
+package routes
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"zhianhub/envelope"
+	"zhianhub/store/audit"
+	"zhianhub/store/exchange"
+	"zhianhub/store/journal"
+)
+
+// process handles one item inside the batch transaction and returns the
+// audit entries to append once it commits.
+func (in *Inbound) process(ctx context.Context, tx pgx.Tx, it *item) ([]audit.Entry, error) {
+	if it.msg == nil {
+		return in.deadLetterUnauthenticated(ctx, tx, it)
+	}
+	m := it.msg
+	id, err := uuid.Parse(m.ID)
+	if err != nil {
+		return nil, fmt.Errorf("routes: id %q: %w", m.ID, err)
+	}
+	claim, prev, err := exchange.ClaimInbound(ctx, tx, m.From, m.ID, it.rawSM3[:], m.Kind, it.personNo, it.seq)
+	if err != nil {
+		return nil, err
+	}
+	jm := journal.Message{ID: id, Direction: journal.In, Kind: m.Kind, Peer: m.From, Raw: it.raw, State: journal.StateOpened, CorrelationID: m.Corr}
+	if claim != exchange.ClaimNew {
+		// Journaled as received again; the stored message keeps its state.
+		jm.Reason = claimReason(claim)
+		if _, err := in.cfg.Journal.Record(ctx, tx, jm); err != nil {
+			return nil, err
+		}
+		if claim == exchange.ClaimDuplicate && m.Kind != "receipt" {
+			if err := in.enqueueReceipt(ctx, tx, m, StatusDuplicate, prev.Code, prev.Reason); err != nil {
+				return nil, err
+			}
+			return []audit.Entry{in.auditEntry(m, prev.Code, "duplicate of an answered message")}, nil
+		}
+		return nil, nil
+	}
+	if _, err := in.cfg.Journal.Record(ctx, tx, jm); err != nil {
+		return nil, err
+	}
+	if it.openErr != nil && !it.ordered {
+		// Steps 3-6 rejections without a readable place in a sequence.
+		return in.reject(ctx, tx, it.d.RoutingKey, m, it.raw, string(envelope.CodeOf(it.openErr)), reasonOf(it.openErr))
+	}
+	if m.Kind == "receipt" {
+		if it.code != string(envelope.CodeOK) {
+			return in.reject(ctx, tx, it.d.RoutingKey, m, it.raw, it.code, it.reason)
+		}
+		return in.receipt(ctx, tx, it)
+	}
+	code, reason := it.code, it.reason
+	if it.openErr != nil {
+		code, reason = string(envelope.CodeOf(it.openErr)), reasonOf(it.openErr)
+	}
+	if !it.ordered {
+		return in.reject(ctx, tx, it.d.RoutingKey, m, it.raw, code, reason)
+	}
+	return in.sequence(ctx, tx, it, code, reason)
+}
+
+func claimReason(c exchange.Claim) string {
+	switch c {
+	case exchange.ClaimRedelivered:
+		return "redelivered by the broker"
+	case exchange.ClaimPending:
+		return "resent while held for a sequence gap"
+	default:
+		return "resent after its outcome: answered DUPLICATE"
+	}
+}
+
+// sequence applies the message in seq order per (sender, personNo): it is
+// applied now with every held message that follows it, held when it comes
+// ahead of a gap, or refused when its seq was used already.
+func (in *Inbound) sequence(ctx context.Context, tx pgx.Tx, it *item, code, reason string) ([]audit.Entry, error) {
+	m := it.msg
+	next, err := exchange.NextSeq(ctx, tx, m.From, it.personNo)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case it.seq < next:
+		return in.reject(ctx, tx, it.d.RoutingKey, m, it.raw, string(envelope.CodeStateConflict),
+			fmt.Sprintf("seq：序号 %d 已使用，期望 %d", it.seq, next))
+	case it.seq > next:
+		err := exchange.Hold(ctx, tx, exchange.Held{
+			Sender: m.From, PersonNo: it.personNo, Seq: it.seq, ID: m.ID, Kind: m.Kind, Corr: m.Corr, TS: m.TS,
+			Raw: it.raw, Payload: it.payload, Code: code, Reason: reason,
+		})
+		if errors.Is(err, exchange.ErrSeqTaken) {
+			return in.reject(ctx, tx, it.d.RoutingKey, m, it.raw, string(envelope.CodeStateConflict),
+				fmt.Sprintf("seq：序号 %d 已被另一条消息占用", it.seq))
+		}
+		if err != nil {
+			return nil, err
+		}
+		return nil, nil
+	}
+	entries, err := in.apply(ctx, tx, it.d.RoutingKey, m, it.raw, it.typed, it.payload, code, reason)
+	if err != nil {
+		return nil, err
+	}
+	for next = it.seq + 1; ; next++ {
+		h, err := exchange.TakeHeld(ctx, tx, m.From, it.personNo, next)
+		if err != nil {
+			return nil, err
+		}
+		if h == nil {
+			break
+		}
+		more, err := in.applyHeld(ctx, tx, h)
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, more...)
+	}
+	return entries, exchange.SetNextSeq(ctx, tx, m.From, it.personNo, next)
+}
+
+// applyHeld applies a message that waited for its turn.
+func (in *Inbound) applyHeld(ctx context.Context, tx pgx.Tx, h *exchange.Held) ([]audit.Entry, error) {
+	m := &envelope.Message{Header: envelope.Header{ID: h.ID, Kind: h.Kind, From: h.Sender, TS: h.TS, Corr: h.Corr}, Payload: h.Payload}
+	var typed any
+	if h.Code == string(envelope.CodeOK) {
+		var err error
+		if _, typed, _, err = in.cfg.Payloads.Check(h.Kind, h.Payload); err != nil {
+			return nil, fmt.Errorf("routes: held message %s no longer validates: %w", h.ID, err)
+		}
+	}
+	return in.apply(ctx, tx, "", m, h.Raw, typed, h.Payload, h.Code, h.Reason)
+}
+
+// apply gives one message its effect (or its rejection) and its receipt.
+func (in *Inbound) apply(ctx context.Context, tx pgx.Tx, routingKey string, m *envelope.Message, raw []byte, typed any, payload []byte, code, reason string) ([]audit.Entry, error) {
+	if code != string(envelope.CodeOK) {
+		return in.reject(ctx, tx, routingKey, m, raw, code, reason)
+	}
+	sp, err := tx.Begin(ctx) // savepoint: a refused effect leaves nothing behind
+	if err != nil {
+		return nil, err
+	}
+	err = in.cfg.Registry.Apply(ctx, sp, Applied{ID: m.ID, Direction: "in", Node: m.From, Kind: m.Kind, Corr: m.Corr, Payload: typed, At: in.cfg.Now()})
+	var coded envelope.Coded
+	switch {
+	case err == nil || in.cfg.Registry.AlreadyApplied(err):
+		if err := sp.Commit(ctx); err != nil {
+			return nil, err
+		}
+	case errors.As(err, &coded):
+		if rbErr := sp.Rollback(ctx); rbErr != nil {
+			return nil, rbErr
+		}
+		return in.reject(ctx, tx, routingKey, m, raw, coded.ResultCode(), reasonOf(err))
+	default:
+		return nil, err
+	}
+	if err := in.enqueueReceipt(ctx, tx, m, StatusAccepted, string(envelope.CodeOK), ""); err != nil {
+		return nil, err
+	}
+	if in.cfg.EventsExchange != "" {
+		if err := exchange.Enqueue(ctx, tx, exchange.Out{
+			ID: newID(), Kind: m.Kind, Exchange: in.cfg.EventsExchange, RoutingKey: m.Kind,
+			Corr: m.ID, Payload: redactedEvent(m.ID, m.Kind, m.From, in.cfg.Now(), payload),
+		}); err != nil {
+			return nil, err
+		}
+	}
+	if err := exchange.FinishInbound(ctx, tx, m.From, m.ID, string(envelope.CodeOK), ""); err != nil {
+		return nil, err
+	}
+	if err := in.transition(ctx, tx, m.ID, journal.StateApplied, string(envelope.CodeOK), ""); err != nil {
+		return nil, err
+	}
+	return []audit.Entry{in.auditEntry(m, string(envelope.CodeOK), "")}, nil
+}
+
+// reject answers REJECTED (a receipt is never answered), records the
+// outcome in the inbox and keeps the message as a dead letter.
+func (in *Inbound) reject(ctx context.Context, tx pgx.Tx, routingKey string, m *envelope.Message, raw []byte, code, reason string) ([]audit.Entry, error) {
+	if m.Kind != "receipt" {
+		if err := in.enqueueReceipt(ctx, tx, m, StatusRejected, code, reason); err != nil {
+			return nil, err
+		}
+	}
+	if err := exchange.FinishInbound(ctx, tx, m.From, m.ID, code, reason); err != nil {
+		return nil, err
+	}
+	if routingKey == "" {
+		routingKey = in.cfg.RoutingKey(in.selfNode(m), m.Kind)
+	}
+	if err := in.cfg.DeadLetters.Put(ctx, tx, DeadLetter{
+		Source: "amqp:" + in.cfg.Queue, Exchange: in.cfg.Exchange, RoutingKey: routingKey,
+		MessageID: m.ID, Sender: m.From, Kind: m.Kind, Raw: raw, Code: code, Reason: reason,
+	}); err != nil {
+		return nil, err
+	}
+	if err := in.transition(ctx, tx, m.ID, journal.StateRejected, code, reason); err != nil {
+		return nil, err
+	}
+	return []audit.Entry{in.auditEntry(m, code, reason)}, nil
+}
+
+func (in *Inbound) selfNode(m *envelope.Message) string {
+	if m.To != "" {
+		return m.To
+	}
+	return ""
+}
+
+// receipt correlates a receipt with the filing it answers.
+func (in *Inbound) receipt(ctx context.Context, tx pgx.Tx, it *item) ([]audit.Entry, error) {
+	m := it.msg
+	var r receiptPayload
+	if err := json.Unmarshal(it.payload, &r); err != nil {
+		return nil, fmt.Errorf("routes: validated receipt does not decode: %w", err)
+	}
+	at, _ := time.Parse(time.RFC3339Nano, r.At)
+	filing, changed, err := exchange.CorrelateReceipt(ctx, tx, exchange.Receipt{
+		ID: m.ID, From: m.From, Ref: r.Ref, Status: r.Status, Code: r.Code, Reason: r.Reason, At: at,
+	})
+	if errors.Is(err, exchange.ErrUnknownRef) {
+		return in.reject(ctx, tx, it.d.RoutingKey, m, it.raw, string(envelope.CodeUnknownRecord), "ref：回执所答复的消息不存在")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := exchange.FinishInbound(ctx, tx, m.From, m.ID, string(envelope.CodeOK), ""); err != nil {
+		return nil, err
+	}
+	if err := in.transition(ctx, tx, m.ID, journal.StateApplied, r.Code, r.Status); err != nil {
+		return nil, err
+	}
+	if changed {
+		refID, _ := uuid.Parse(r.Ref)
+		if err := in.cfg.Journal.Transition(ctx, tx, refID, journal.Out, journal.StateReceipted, r.Code, r.Status+" "+r.Reason); err != nil && !errors.Is(err, journal.ErrNotFound) {
+			return nil, err
+		}
+	}
+	e := in.auditEntry(m, r.Code, r.Status)
+	e.Action, e.Object, e.CorrelationID = "filing.receipt", r.Ref, r.Ref
+	e.Detail = map[string]any{"kind": filing.Kind, "personNo": filing.PersonNo, "seq": filing.Seq, "status": r.Status, "receipt": m.ID}
+	return []audit.Entry{e}, nil
+}
+
+// deadLetterUnauthenticated keeps an envelope that failed steps 1-2: it is
+// not answered (the sender cannot be trusted) and raises a security event.
+func (in *Inbound) deadLetterUnauthenticated(ctx context.Context, tx pgx.Tx, it *item) ([]audit.Entry, error) {
+	code := string(envelope.CodeOf(it.openErr))
+	reason := it.openErr.Error()
+	var hdr struct{ ID, From, Kind string }
+	_ = json.Unmarshal(it.raw, &hdr)
+	id, err := uuid.Parse(hdr.ID)
+	if err != nil || !envelope.ValidID(hdr.ID) {
+		id, hdr.ID = uuid.Must(uuid.NewV7()), "" // journaled under an id of ours
+	}
+	if _, err := in.cfg.Journal.Record(ctx, tx, journal.Message{
+		ID: id, Direction: journal.In, Kind: hdr.Kind, Peer: hdr.From, Raw: it.raw,
+		State: journal.StateDeadLettered, Code: code, Reason: reason,
+	}); err != nil {
+		return nil, err
+	}
+	security := code == string(envelope.CodeBadSignature) || code == string(envelope.CodeUnknownSigner)
+	if err := in.cfg.DeadLetters.Put(ctx, tx, DeadLetter{
+		Source: "amqp:" + in.cfg.Queue, Exchange: in.cfg.Exchange, RoutingKey: it.d.RoutingKey,
+		MessageID: hdr.ID, Sender: hdr.From, Kind: hdr.Kind, Raw: it.raw, Code: code, Reason: reason, Security: security,
+	}); err != nil {
+		return nil, err
+	}
+	action := "message.dead_letter"
+	if security {
+		action = "security.signature_failure"
+	}
+	return []audit.Entry{{
+		Actor: nodeOr(hdr.From), Action: action, Object: id.String(), Result: code, Reason: reason,
+		CorrelationID: id.String(), Detail: map[string]any{"queue": in.cfg.Queue, "kind": hdr.Kind},
+	}}, nil
+}
+
+func nodeOr(s string) string {
+	if envelope.ValidNode(s) {
+		return s
+	}
+	return "unknown"
+}
+
+func (in *Inbound) transition(ctx context.Context, tx pgx.Tx, id string, state journal.State, code, reason string) error {
+	u, err := uuid.Parse(id)
+	if err != nil {
+		return err
+	}
+	return in.cfg.Journal.Transition(ctx, tx, u, journal.In, state, code, reason)
+}
+
+// enqueueReceipt puts the receipt answering m into the outbox.
+func (in *Inbound) enqueueReceipt(ctx context.Context, tx pgx.Tx, m *envelope.Message, status, code, reason string) error {
+	return exchange.Enqueue(ctx, tx, exchange.Out{
+		ID: newID(), Kind: "receipt", Exchange: in.cfg.Exchange, RoutingKey: in.cfg.RoutingKey(m.From, "receipt"),
+		ToNode: m.From, Corr: m.ID, Payload: receiptJSON(m.ID, status, code, reason, in.cfg.Now()),
+	})
+}
+
+func (in *Inbound) auditEntry(m *envelope.Message, code, reason string) audit.Entry {
+	return audit.Entry{
+		Actor: m.From, Action: "message.receive", Object: m.ID, Result: code, Reason: reason, CorrelationID: m.ID,
+		Detail: map[string]any{"kind": m.Kind, "queue": in.cfg.Queue},
+	}
+}

@@ -1,0 +1,131 @@
+// Package routes moves messages between the buses and the hub's state: the
+// inbound route (open, de-duplicate, resequence, validate, apply, receipt),
+// the outbox relay (seal, publish with confirms, resend, flag) and the filing
+// service used by the HTTP API and the CLI.
+package routes
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+
+	"zhianhub/store"
+)
+
+// Payloads cleans and validates payloads at the boundary.
+type Payloads interface {
+	// Check cleans payload of kind and validates the result. It returns the
+	// cleaned JSON, the typed payload, a short description of each cleaning
+	// applied (never the values), and a coded error (E100, E102, E120-E122)
+	// when the payload is refused.
+	Check(kind string, payload []byte) (cleaned []byte, typed any, cleanings []string, err error)
+}
+
+// Registry applies messages to the key-person registry.
+type Registry interface {
+	// Apply applies one validated message in the caller's transaction. A
+	// refusal of the state machine is a coded error (E130, E131, or a
+	// payload code for a merged change); ErrAlreadyApplied-like errors are
+	// reported by AlreadyApplied.
+	Apply(ctx context.Context, q store.Querier, m Applied) error
+	// AlreadyApplied reports whether err says the message had its effect
+	// already.
+	AlreadyApplied(err error) bool
+}
+
+// Applied is a message for the registry.
+type Applied struct {
+	ID        string
+	Direction string // "in" received, "out" filed by this hub
+	Node      string // the peer
+	Kind      string
+	Corr      string
+	Payload   any
+	At        time.Time
+}
+
+// Receipt statuses.
+const (
+	StatusAccepted  = "ACCEPTED"
+	StatusRejected  = "REJECTED"
+	StatusDuplicate = "DUPLICATE"
+)
+
+// receiptPayload is the Receipt of mps-bus.md.
+type receiptPayload struct {
+	Ref    string `json:"ref"`
+	Status string `json:"status"`
+	Code   string `json:"code"`
+	Reason string `json:"reason"`
+	At     string `json:"at"`
+}
+
+var shanghai = time.FixedZone("CST", 8*3600)
+
+func receiptJSON(ref, status, code, reason string, at time.Time) []byte {
+	b, _ := json.Marshal(receiptPayload{Ref: ref, Status: status, Code: code, Reason: reason, At: at.In(shanghai).Format("2006-01-02T15:04:05.000Z07:00")})
+	return b
+}
+
+func newID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return id.String()
+}
+
+// ordering reads the ordering header (personNo, seq) of a payload that may
+// have failed validation, so that a rejected message still fills its place
+// in the sequence.
+func ordering(payload []byte) (personNo string, seq int64, ok bool) {
+	var h struct {
+		PersonNo *string     `json:"personNo"`
+		Seq      json.Number `json:"seq"`
+	}
+	if json.Unmarshal(payload, &h) != nil || h.PersonNo == nil {
+		return "", 0, false
+	}
+	n, err := h.Seq.Int64()
+	if err != nil || n < 1 || !isDigits(*h.PersonNo, 20) {
+		return "", 0, false
+	}
+	return *h.PersonNo, n, true
+}
+
+func isDigits(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// redactedEvent is the internal event of an applied message: the ordering
+// header and kind-specific fields, without ID numbers, names or addresses
+// (subscribers fetch details through the API, with rights and a reason).
+func redactedEvent(id, kind, from string, at time.Time, payload []byte) []byte {
+	var m map[string]any
+	_ = json.Unmarshal(payload, &m)
+	for _, k := range []string{"idNo", "name", "hukouAddr", "residAddr"} {
+		delete(m, k)
+	}
+	if ch, ok := m["changes"].(map[string]any); ok {
+		for _, k := range []string{"name", "hukouAddr", "residAddr"} {
+			if _, had := ch[k]; had {
+				ch[k] = "***"
+			}
+		}
+	}
+	b, _ := json.Marshal(map[string]any{
+		"messageId": id, "kind": kind, "from": from,
+		"receivedAt": at.In(shanghai).Format("2006-01-02T15:04:05.000Z07:00"), "data": m,
+	})
+	return b
+}

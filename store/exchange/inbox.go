@@ -1,0 +1,216 @@
+// Package exchange keeps the state of the bus exchange in PostgreSQL: the
+// inbox that de-duplicates received messages, the resequencer that applies
+// them in seq order per (sender, personNo), and the outbox of everything the
+// hub publishes, with the resend schedule of filings. Every function takes
+// the caller's transaction, so that an effect and its receipt commit
+// together.
+package exchange
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"zhianhub/store"
+)
+
+// ErrSeqTaken reports a held message whose (sender, personNo, seq) slot is
+// taken by another message id.
+var ErrSeqTaken = errors.New("exchange: seq already held by another message")
+
+// Claim is what the inbox knows of a received (sender, id).
+type Claim int
+
+const (
+	// ClaimNew: first time seen; process it.
+	ClaimNew Claim = iota
+	// ClaimRedelivered: the same bytes again (a broker redelivery, e.g.
+	// after a crash): no effect, no answer.
+	ClaimRedelivered
+	// ClaimPending: a resend of a message still held by the resequencer:
+	// its receipt follows when it is applied or rejected.
+	ClaimPending
+	// ClaimDuplicate: a resend of a message with a final outcome: answer
+	// DUPLICATE with that outcome's code.
+	ClaimDuplicate
+)
+
+// InboxEntry is the stored outcome of a claim.
+type InboxEntry struct {
+	Code   string
+	Reason string
+}
+
+// ClaimInbound registers (sender, id) in the inbox as held. For a known id
+// it reports what the earlier copy became; the row is locked until tx ends.
+func ClaimInbound(ctx context.Context, tx store.Querier, sender, id string, rawSM3 []byte, kind, personNo string, seq int64) (Claim, InboxEntry, error) {
+	tag, err := tx.Exec(ctx, `INSERT INTO inbox (sender, id, raw_sm3, kind, person_no, seq, state)
+		VALUES ($1, $2, $3, $4, $5, $6, 'held') ON CONFLICT (sender, id) DO NOTHING`,
+		sender, id, rawSM3, kind, personNo, seq)
+	if err != nil {
+		return 0, InboxEntry{}, fmt.Errorf("exchange: claim %s/%s: %w", sender, id, err)
+	}
+	if tag.RowsAffected() == 1 {
+		return ClaimNew, InboxEntry{}, nil
+	}
+	var state string
+	var stored []byte
+	var e InboxEntry
+	err = tx.QueryRow(ctx, `SELECT state, raw_sm3, code, reason FROM inbox WHERE sender = $1 AND id = $2 FOR UPDATE`,
+		sender, id).Scan(&state, &stored, &e.Code, &e.Reason)
+	if err != nil {
+		return 0, InboxEntry{}, fmt.Errorf("exchange: claim %s/%s: %w", sender, id, err)
+	}
+	switch {
+	case bytes.Equal(stored, rawSM3):
+		return ClaimRedelivered, e, nil
+	case state == "held":
+		return ClaimPending, e, nil
+	default:
+		return ClaimDuplicate, e, nil
+	}
+}
+
+// FinishInbound records the outcome of (sender, id). A final outcome is kept
+// to answer resends with DUPLICATE; a non-final one (the sender should
+// resend: E112-E114, E140, E199) removes the row so that a resend is
+// processed afresh.
+func FinishInbound(ctx context.Context, tx store.Querier, sender, id, code, reason string) error {
+	var err error
+	if FinalCode(code) {
+		_, err = tx.Exec(ctx, `UPDATE inbox SET state = 'done', code = $3, reason = $4, done_at = clock_timestamp()
+			WHERE sender = $1 AND id = $2`, sender, id, code, reason)
+	} else {
+		_, err = tx.Exec(ctx, `DELETE FROM inbox WHERE sender = $1 AND id = $2`, sender, id)
+	}
+	if err != nil {
+		return fmt.Errorf("exchange: finish %s/%s: %w", sender, id, err)
+	}
+	return nil
+}
+
+// FinalCode reports whether an outcome is final for its id: the same
+// message would get the same answer again. Envelope-level rejections that a
+// resend can cure (a fresh timestamp, the right key or recipient), a gap
+// timeout and internal errors are not final.
+func FinalCode(code string) bool {
+	switch code {
+	case "E112", "E113", "E114", "E140", "E199":
+		return false
+	}
+	return true
+}
+
+// NextSeq returns the next expected seq of (sender, personNo), locking the
+// row until tx ends so that one key is applied by one worker at a time, in
+// this process or another.
+func NextSeq(ctx context.Context, tx store.Querier, sender, personNo string) (int64, error) {
+	if _, err := tx.Exec(ctx, `INSERT INTO sequence_in (sender, person_no) VALUES ($1, $2) ON CONFLICT DO NOTHING`, sender, personNo); err != nil {
+		return 0, fmt.Errorf("exchange: sequence %s/%s: %w", sender, personNo, err)
+	}
+	var next int64
+	if err := tx.QueryRow(ctx, `SELECT next_seq FROM sequence_in WHERE sender = $1 AND person_no = $2 FOR UPDATE`, sender, personNo).Scan(&next); err != nil {
+		return 0, fmt.Errorf("exchange: sequence %s/%s: %w", sender, personNo, err)
+	}
+	return next, nil
+}
+
+// SetNextSeq stores the next expected seq of (sender, personNo).
+func SetNextSeq(ctx context.Context, tx store.Querier, sender, personNo string, next int64) error {
+	if _, err := tx.Exec(ctx, `UPDATE sequence_in SET next_seq = $3 WHERE sender = $1 AND person_no = $2`, sender, personNo, next); err != nil {
+		return fmt.Errorf("exchange: sequence %s/%s: %w", sender, personNo, err)
+	}
+	return nil
+}
+
+// Held is a message waiting for a gap before it to fill.
+type Held struct {
+	Sender    string
+	PersonNo  string
+	Seq       int64
+	ID        string
+	Kind      string
+	Corr      string
+	TS        time.Time
+	Raw       []byte
+	Payload   []byte
+	Code      string // payload validation result, "0000" when valid
+	Reason    string
+	HeldSince time.Time
+}
+
+// Hold stores a message that arrived ahead of a gap.
+func Hold(ctx context.Context, tx store.Querier, h Held) error {
+	tag, err := tx.Exec(ctx, `INSERT INTO reseq_held (sender, person_no, seq, id, kind, corr, ts, raw, payload, code, reason)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING`,
+		h.Sender, h.PersonNo, h.Seq, h.ID, h.Kind, h.Corr, h.TS, h.Raw, h.Payload, h.Code, h.Reason)
+	if err != nil {
+		return fmt.Errorf("exchange: hold %s/%s/%d: %w", h.Sender, h.PersonNo, h.Seq, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%w: %s/%s seq %d", ErrSeqTaken, h.Sender, h.PersonNo, h.Seq)
+	}
+	return nil
+}
+
+const heldColumns = `sender, person_no, seq, id::text, kind, corr, ts, raw, payload, code, reason, held_since`
+
+func scanHeld(row pgx.Row) (Held, error) {
+	var h Held
+	err := row.Scan(&h.Sender, &h.PersonNo, &h.Seq, &h.ID, &h.Kind, &h.Corr, &h.TS, &h.Raw, &h.Payload, &h.Code, &h.Reason, &h.HeldSince)
+	return h, err
+}
+
+// TakeHeld removes and returns the held message at seq, if any.
+func TakeHeld(ctx context.Context, tx store.Querier, sender, personNo string, seq int64) (*Held, error) {
+	h, err := scanHeld(tx.QueryRow(ctx, `DELETE FROM reseq_held WHERE sender = $1 AND person_no = $2 AND seq = $3 RETURNING `+heldColumns,
+		sender, personNo, seq))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("exchange: take held %s/%s/%d: %w", sender, personNo, seq, err)
+	}
+	return &h, nil
+}
+
+// Key is an ordering key.
+type Key struct {
+	Sender   string
+	PersonNo string
+}
+
+// StaleKeys returns up to limit keys whose oldest held message waits since
+// before cutoff.
+func StaleKeys(ctx context.Context, q store.Querier, cutoff time.Time, limit int) ([]Key, error) {
+	rows, err := q.Query(ctx, `SELECT sender, person_no FROM reseq_held GROUP BY sender, person_no
+		HAVING min(held_since) <= $1 ORDER BY min(held_since) LIMIT $2`, cutoff, limit)
+	if err != nil {
+		return nil, fmt.Errorf("exchange: stale keys: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Key, error) {
+		var k Key
+		return k, r.Scan(&k.Sender, &k.PersonNo)
+	})
+}
+
+// TakeAllHeld removes and returns every held message of key, in seq order.
+// Call it after NextSeq has locked the key.
+func TakeAllHeld(ctx context.Context, tx store.Querier, k Key) ([]Held, error) {
+	rows, err := tx.Query(ctx, `DELETE FROM reseq_held WHERE sender = $1 AND person_no = $2 RETURNING `+heldColumns, k.Sender, k.PersonNo)
+	if err != nil {
+		return nil, fmt.Errorf("exchange: take held %s/%s: %w", k.Sender, k.PersonNo, err)
+	}
+	held, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Held, error) { return scanHeld(r) })
+	if err != nil {
+		return nil, fmt.Errorf("exchange: take held %s/%s: %w", k.Sender, k.PersonNo, err)
+	}
+	slices.SortFunc(held, func(a, b Held) int { return cmp.Compare(a.Seq, b.Seq) })
+	return held, nil
+}
