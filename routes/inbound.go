@@ -18,27 +18,15 @@ import (
 	"zhianhub/envelope"
 	"zhianhub/store"
 	"zhianhub/store/audit"
+	"zhianhub/store/deadletter"
 	"zhianhub/store/journal"
 )
 
-// DeadLetter is a message kept with its raw bytes and the reason it was
-// rejected or could not be delivered.
-type DeadLetter struct {
-	Source     string
-	Exchange   string
-	RoutingKey string
-	MessageID  string
-	Sender     string
-	Kind       string
-	Raw        []byte
-	Code       string
-	Reason     string
-	Security   bool
-}
-
-// DeadLetters stores dead letters in the caller's transaction.
+// DeadLetters stores dead letters (rejected or undeliverable messages with
+// their raw bytes and reason) in the caller's transaction;
+// *deadletter.Store satisfies it.
 type DeadLetters interface {
-	Put(ctx context.Context, q store.Querier, l DeadLetter) error
+	Put(ctx context.Context, q store.Querier, l deadletter.Letter) (int64, error)
 }
 
 // InboundConfig configures the inbound route of one bus queue.
@@ -405,7 +393,7 @@ func (in *Inbound) internalError(ctx context.Context, it *item, cause error) ([]
 		if it.msg != nil {
 			id, from, kind = it.msg.ID, it.msg.From, it.msg.Kind
 		}
-		if err := in.cfg.DeadLetters.Put(ctx, tx, DeadLetter{
+		if _, err := in.cfg.DeadLetters.Put(ctx, tx, deadletter.Letter{
 			Source: "amqp:" + in.cfg.Queue, Exchange: in.cfg.Exchange, RoutingKey: it.d.RoutingKey,
 			MessageID: id, Sender: from, Kind: kind, Raw: it.raw, Code: string(envelope.CodeInternal), Reason: reason + ": " + cause.Error(),
 		}); err != nil {

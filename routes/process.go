@@ -12,6 +12,7 @@ import (
 
 	"zhianhub/envelope"
 	"zhianhub/store/audit"
+	"zhianhub/store/deadletter"
 	"zhianhub/store/exchange"
 	"zhianhub/store/journal"
 )
@@ -199,7 +200,7 @@ func (in *Inbound) reject(ctx context.Context, tx pgx.Tx, routingKey string, m *
 	if routingKey == "" {
 		routingKey = in.cfg.RoutingKey(in.selfNode(m), m.Kind)
 	}
-	if err := in.cfg.DeadLetters.Put(ctx, tx, DeadLetter{
+	if _, err := in.cfg.DeadLetters.Put(ctx, tx, deadletter.Letter{
 		Source: "amqp:" + in.cfg.Queue, Exchange: in.cfg.Exchange, RoutingKey: routingKey,
 		MessageID: m.ID, Sender: m.From, Kind: m.Kind, Raw: raw, Code: code, Reason: reason,
 	}); err != nil {
@@ -271,7 +272,7 @@ func (in *Inbound) deadLetterUnauthenticated(ctx context.Context, tx pgx.Tx, it 
 		return nil, err
 	}
 	security := code == string(envelope.CodeBadSignature) || code == string(envelope.CodeUnknownSigner)
-	if err := in.cfg.DeadLetters.Put(ctx, tx, DeadLetter{
+	if _, err := in.cfg.DeadLetters.Put(ctx, tx, deadletter.Letter{
 		Source: "amqp:" + in.cfg.Queue, Exchange: in.cfg.Exchange, RoutingKey: it.d.RoutingKey,
 		MessageID: hdr.ID, Sender: hdr.From, Kind: hdr.Kind, Raw: it.raw, Code: code, Reason: reason, Security: security,
 	}); err != nil {

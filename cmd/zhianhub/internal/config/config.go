@@ -44,6 +44,10 @@ const (
 	DefaultLogLevel           = "info"
 	DefaultShutdownTimeout    = 30 * time.Second
 	DefaultCheckpointInterval = time.Minute
+	DefaultResendInitial      = time.Minute
+	DefaultResendMax          = 30 * time.Minute
+	DefaultResendGiveUp       = 24 * time.Hour
+	DefaultGapTimeout         = 10 * time.Minute
 )
 
 // Config is the whole configuration of the hub.
@@ -65,6 +69,7 @@ type Config struct {
 	Log        LogConfig
 	Shutdown   ShutdownConfig
 	Audit      AuditConfig
+	Exchange   ExchangeConfig
 }
 
 // DatabaseConfig locates PostgreSQL.
@@ -116,6 +121,20 @@ type AuditConfig struct {
 	CheckpointInterval time.Duration
 }
 
+// ExchangeConfig times the bus exchange (mps-bus.md, "Delivery rules"). The
+// spec's times are the defaults; operators and test harnesses may shorten
+// them.
+type ExchangeConfig struct {
+	// ResendInitial is the wait for a receipt before the first resend.
+	ResendInitial time.Duration
+	// ResendMax caps the doubling wait between resends.
+	ResendMax time.Duration
+	// ResendGiveUp is how long a filing is resent before it is flagged.
+	ResendGiveUp time.Duration
+	// GapTimeout is how long messages held for a sequence gap wait (E140).
+	GapTimeout time.Duration
+}
+
 // Default returns the development defaults.
 func Default() Config {
 	return Config{
@@ -128,6 +147,10 @@ func Default() Config {
 		Log:         LogConfig{Level: DefaultLogLevel},
 		Shutdown:    ShutdownConfig{Timeout: DefaultShutdownTimeout},
 		Audit:       AuditConfig{CheckpointInterval: DefaultCheckpointInterval},
+		Exchange: ExchangeConfig{
+			ResendInitial: DefaultResendInitial, ResendMax: DefaultResendMax,
+			ResendGiveUp: DefaultResendGiveUp, GapTimeout: DefaultGapTimeout,
+		},
 	}
 }
 
@@ -160,6 +183,12 @@ type fileConfig struct {
 	Audit struct {
 		CheckpointInterval *string `yaml:"checkpoint_interval"`
 	} `yaml:"audit"`
+	Exchange struct {
+		ResendInitial *string `yaml:"resend_initial"`
+		ResendMax     *string `yaml:"resend_max"`
+		ResendGiveUp  *string `yaml:"resend_giveup"`
+		GapTimeout    *string `yaml:"gap_timeout"`
+	} `yaml:"exchange"`
 }
 
 // field describes one configuration key.
@@ -232,6 +261,18 @@ func fields() []field {
 		{"audit.checkpoint_interval", "ZHIANHUB_AUDIT_CHECKPOINT_INTERVAL",
 			func(f *fileConfig) *string { return f.Audit.CheckpointInterval },
 			setDuration(func(c *Config) *time.Duration { return &c.Audit.CheckpointInterval })},
+		{"exchange.resend_initial", "ZHIANHUB_RESEND_INITIAL",
+			func(f *fileConfig) *string { return f.Exchange.ResendInitial },
+			setDuration(func(c *Config) *time.Duration { return &c.Exchange.ResendInitial })},
+		{"exchange.resend_max", "ZHIANHUB_RESEND_MAX",
+			func(f *fileConfig) *string { return f.Exchange.ResendMax },
+			setDuration(func(c *Config) *time.Duration { return &c.Exchange.ResendMax })},
+		{"exchange.resend_giveup", "ZHIANHUB_RESEND_GIVEUP",
+			func(f *fileConfig) *string { return f.Exchange.ResendGiveUp },
+			setDuration(func(c *Config) *time.Duration { return &c.Exchange.ResendGiveUp })},
+		{"exchange.gap_timeout", "ZHIANHUB_GAP_TIMEOUT",
+			func(f *fileConfig) *string { return f.Exchange.GapTimeout },
+			setDuration(func(c *Config) *time.Duration { return &c.Exchange.GapTimeout })},
 	}
 }
 
@@ -438,6 +479,19 @@ func (c Config) Validate() error {
 	}
 	if c.Audit.CheckpointInterval <= 0 {
 		add("audit.checkpoint_interval", fmt.Errorf("must be positive, not %s", c.Audit.CheckpointInterval))
+	}
+	x := c.Exchange
+	if x.ResendInitial <= 0 {
+		add("exchange.resend_initial", fmt.Errorf("must be positive, not %s", x.ResendInitial))
+	}
+	if x.ResendMax < x.ResendInitial {
+		add("exchange.resend_max", fmt.Errorf("%s is shorter than exchange.resend_initial %s", x.ResendMax, x.ResendInitial))
+	}
+	if x.ResendGiveUp < x.ResendInitial {
+		add("exchange.resend_giveup", fmt.Errorf("%s is shorter than exchange.resend_initial %s", x.ResendGiveUp, x.ResendInitial))
+	}
+	if x.GapTimeout <= 0 {
+		add("exchange.gap_timeout", fmt.Errorf("must be positive, not %s", x.GapTimeout))
 	}
 	return errors.Join(errs...)
 }

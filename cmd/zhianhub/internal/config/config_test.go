@@ -88,6 +88,10 @@ func TestDefaults(t *testing.T) {
 		{"log.level", c.Log.Level, "info"},
 		{"shutdown.timeout", c.Shutdown.Timeout, 30 * time.Second},
 		{"audit.checkpoint_interval", c.Audit.CheckpointInterval, time.Minute},
+		{"exchange.resend_initial", c.Exchange.ResendInitial, time.Minute},
+		{"exchange.resend_max", c.Exchange.ResendMax, 30 * time.Minute},
+		{"exchange.resend_giveup", c.Exchange.ResendGiveUp, 24 * time.Hour},
+		{"exchange.gap_timeout", c.Exchange.GapTimeout, 10 * time.Minute},
 	}
 	if len(tests) != len(fields()) {
 		t.Fatalf("test covers %d keys, config has %d", len(tests), len(fields()))
@@ -151,6 +155,14 @@ func TestFileAndEnv(t *testing.T) {
 			func(c Config) any { return c.Shutdown.Timeout }},
 		{"audit.checkpoint_interval", nil, "30s", 30 * time.Second, "1h", time.Hour,
 			func(c Config) any { return c.Audit.CheckpointInterval }},
+		{"exchange.resend_initial", nil, "30s", 30 * time.Second, "100ms", 100 * time.Millisecond,
+			func(c Config) any { return c.Exchange.ResendInitial }},
+		{"exchange.resend_max", nil, "40m", 40 * time.Minute, "2h", 2 * time.Hour,
+			func(c Config) any { return c.Exchange.ResendMax }},
+		{"exchange.resend_giveup", nil, "48h", 48 * time.Hour, "5m", 5 * time.Minute,
+			func(c Config) any { return c.Exchange.ResendGiveUp }},
+		{"exchange.gap_timeout", nil, "5m", 5 * time.Minute, "1s", time.Second,
+			func(c Config) any { return c.Exchange.GapTimeout }},
 	}
 	if len(tests) != len(fields()) {
 		t.Fatalf("test covers %d keys, config has %d", len(tests), len(fields()))
@@ -271,6 +283,10 @@ func TestInvalid(t *testing.T) {
 		{"shutdown.timeout negative", "shutdown.timeout", nil, map[string]string{"ZHIANHUB_SHUTDOWN_TIMEOUT": "-1s"}, "must be positive", ""},
 		{"audit.checkpoint_interval", "audit.checkpoint_interval", nil, map[string]string{"ZHIANHUB_AUDIT_CHECKPOINT_INTERVAL": "soon"}, "not a duration", ""},
 		{"audit.checkpoint_interval zero", "audit.checkpoint_interval", nil, map[string]string{"ZHIANHUB_AUDIT_CHECKPOINT_INTERVAL": "0s"}, "must be positive", ""},
+		{"exchange.resend_initial", "exchange.resend_initial", nil, map[string]string{"ZHIANHUB_RESEND_INITIAL": "-1s"}, "must be positive", ""},
+		{"exchange.resend_max below initial", "exchange.resend_max", nil, map[string]string{"ZHIANHUB_RESEND_MAX": "10s"}, "shorter than exchange.resend_initial", ""},
+		{"exchange.resend_giveup below initial", "exchange.resend_giveup", nil, map[string]string{"ZHIANHUB_RESEND_GIVEUP": "1s"}, "shorter than exchange.resend_initial", ""},
+		{"exchange.gap_timeout", "exchange.gap_timeout", nil, map[string]string{"ZHIANHUB_GAP_TIMEOUT": "ten minutes"}, "not a duration", ""},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
