@@ -32,6 +32,9 @@ type FieldError struct {
 	Reason string // user-facing Chinese text, "<path>：<detail>"
 }
 
+// ResultCode returns the bus code (E120, E121 or E122).
+func (e *FieldError) ResultCode() string { return e.Code }
+
 func (e *FieldError) Error() string {
 	return fmt.Sprintf("contracts: %s %s", e.Code, e.Reason)
 }

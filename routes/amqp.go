@@ -76,7 +76,10 @@ func (d *dialer) close() error {
 type Pub struct {
 	Exchange   string
 	RoutingKey string
-	Msg        amqp.Publishing
+	// Mandatory makes an unroutable message an error (bus messages);
+	// internal events without a subscriber are not.
+	Mandatory bool
+	Msg       amqp.Publishing
 }
 
 // ErrUnroutable reports a mandatory message the broker returned: no queue
@@ -127,7 +130,7 @@ func (p *batchPublisher) Publish(ctx context.Context, pubs []Pub) []error {
 	}
 	confirms := make([]*amqp.DeferredConfirmation, len(pubs))
 	for i, m := range pubs {
-		c, err := ch.PublishWithDeferredConfirmWithContext(ctx, m.Exchange, m.RoutingKey, true, false, m.Msg)
+		c, err := ch.PublishWithDeferredConfirmWithContext(ctx, m.Exchange, m.RoutingKey, m.Mandatory, false, m.Msg)
 		if err != nil {
 			for j := i; j < len(pubs); j++ {
 				errs[j] = fmt.Errorf("amqp publish: %w", err)

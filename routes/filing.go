@@ -14,6 +14,7 @@ import (
 	"zhianhub/envelope"
 	"zhianhub/store/audit"
 	"zhianhub/store/exchange"
+	"zhianhub/store/registry"
 )
 
 // FilingConfig configures the filing service.
@@ -104,7 +105,7 @@ func (f *Filing) File(ctx context.Context, req FileRequest) (FileResult, error) 
 			return err
 		}
 		id := newID()
-		if err := f.cfg.Registry.Apply(ctx, tx, Applied{ID: id, Direction: "out", Node: f.cfg.To, Kind: req.Kind, Corr: req.Corr, Payload: typed, At: f.cfg.Now()}); err != nil {
+		if err := f.cfg.Registry.Apply(ctx, tx, registry.Message{ID: id, Direction: registry.Out, Node: f.cfg.To, Kind: req.Kind, Corr: req.Corr, Payload: typed, At: f.cfg.Now()}); err != nil {
 			return err
 		}
 		if err := exchange.Enqueue(ctx, tx, exchange.Out{

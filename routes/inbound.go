@@ -410,11 +410,3 @@ func (in *Inbound) internalError(ctx context.Context, it *item, cause error) ([]
 	})
 	return post, err
 }
-
-func reasonOf(err error) string {
-	var e *envelope.Error
-	if errors.As(err, &e) && e.Reason != "" {
-		return e.Reason
-	}
-	return err.Error()
-}

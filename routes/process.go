@@ -15,6 +15,7 @@ import (
 	"zhianhub/store/deadletter"
 	"zhianhub/store/exchange"
 	"zhianhub/store/journal"
+	"zhianhub/store/registry"
 )
 
 // process handles one item inside the batch transaction and returns the
@@ -151,10 +152,10 @@ func (in *Inbound) apply(ctx context.Context, tx pgx.Tx, routingKey string, m *e
 	if err != nil {
 		return nil, err
 	}
-	err = in.cfg.Registry.Apply(ctx, sp, Applied{ID: m.ID, Direction: "in", Node: m.From, Kind: m.Kind, Corr: m.Corr, Payload: typed, At: in.cfg.Now()})
+	err = in.cfg.Registry.Apply(ctx, sp, registry.Message{ID: m.ID, Direction: registry.In, Node: m.From, Kind: m.Kind, Corr: m.Corr, Payload: typed, At: in.cfg.Now()})
 	var coded envelope.Coded
 	switch {
-	case err == nil || in.cfg.Registry.AlreadyApplied(err):
+	case err == nil || errors.Is(err, registry.ErrAlreadyApplied):
 		if err := sp.Commit(ctx); err != nil {
 			return nil, err
 		}

@@ -243,7 +243,7 @@ func (r *Relay) publishing(m exchange.Out, now time.Time) (Pub, []byte, error) {
 		}
 		body = env
 	}
-	return Pub{Exchange: m.Exchange, RoutingKey: m.RoutingKey, Msg: amqp.Publishing{
+	return Pub{Exchange: m.Exchange, RoutingKey: m.RoutingKey, Mandatory: m.ToNode != "", Msg: amqp.Publishing{
 		MessageId: m.ID, Type: m.Kind, ContentType: "application/json", DeliveryMode: amqp.Persistent,
 		Timestamp: now, CorrelationId: m.Corr, Body: body,
 	}}, body, nil

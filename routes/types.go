@@ -7,11 +7,15 @@ package routes
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
-	"zhianhub/store"
+	"zhianhub/contracts"
+	"zhianhub/envelope"
+	"zhianhub/store/registry"
 )
 
 // Payloads cleans and validates payloads at the boundary.
@@ -23,27 +27,12 @@ type Payloads interface {
 	Check(kind string, payload []byte) (cleaned []byte, typed any, cleanings []string, err error)
 }
 
-// Registry applies messages to the key-person registry.
+// Registry applies messages to the key-person registry in the caller's
+// transaction; *registry.Registry satisfies it. A refusal of the state
+// machine is a coded error (E130, E131, or a payload code for a merged
+// change); registry.ErrAlreadyApplied means the effect happened before.
 type Registry interface {
-	// Apply applies one validated message in the caller's transaction. A
-	// refusal of the state machine is a coded error (E130, E131, or a
-	// payload code for a merged change); ErrAlreadyApplied-like errors are
-	// reported by AlreadyApplied.
-	Apply(ctx context.Context, q store.Querier, m Applied) error
-	// AlreadyApplied reports whether err says the message had its effect
-	// already.
-	AlreadyApplied(err error) bool
-}
-
-// Applied is a message for the registry.
-type Applied struct {
-	ID        string
-	Direction string // "in" received, "out" filed by this hub
-	Node      string // the peer
-	Kind      string
-	Corr      string
-	Payload   any
-	At        time.Time
+	Apply(ctx context.Context, tx pgx.Tx, m registry.Message) error
 }
 
 // Receipt statuses.
@@ -128,4 +117,20 @@ func redactedEvent(id, kind, from string, at time.Time, payload []byte) []byte {
 		"receivedAt": at.In(shanghai).Format("2006-01-02T15:04:05.000Z07:00"), "data": m,
 	})
 	return b
+}
+
+// reasonOf returns the user-facing (Chinese) reason of a refusal.
+func reasonOf(err error) string {
+	var e *envelope.Error
+	var fe *contracts.FieldError
+	var se *registry.StateError
+	switch {
+	case errors.As(err, &fe):
+		return fe.Reason
+	case errors.As(err, &se):
+		return se.Reason
+	case errors.As(err, &e) && e.Reason != "":
+		return e.Reason
+	}
+	return err.Error()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -53,6 +54,10 @@ type hub struct {
 	keyring *fieldenc.Keyring
 	http    *httpapi.Server
 	started bool // hub.start was audited
+
+	bus     *busRoutes
+	cancel  context.CancelFunc // stops the routes
+	routesW sync.WaitGroup
 }
 
 // startHub builds and starts every component, in dependency order; on
@@ -94,6 +99,10 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *h
 		return nil, err
 	}
 
+	if h.bus, err = newBusRoutes(ctx, cfg, logger, h.keys, h.pool, h.audit, h.keyring); err != nil {
+		return nil, err
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if h.http, err = httpapi.New(httpapi.Config{
@@ -104,13 +113,18 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *h
 		Checks: []httpapi.Check{
 			{Name: "postgresql", Fn: h.pool.Ping},
 			{Name: "rabbitmq", Fn: amqpCheck(cfg.AMQP.URL)},
+			{Name: "mps-bus", Fn: h.bus.ready},
 		},
 	}); err != nil {
 		return nil, err
 	}
+	h.bus.mount(h.http.Router())
 	if err = h.http.Start(ctx); err != nil {
 		return nil, err
 	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	h.cancel = cancel
+	h.bus.start(rctx, &h.routesW)
 	if _, err = h.audit.Append(ctx, audit.Entry{
 		Actor: h.keys.Node(), Action: "hub.start", Object: Version, Result: "ok",
 		Detail: map[string]any{"mode": cfg.Mode, "http": h.http.Addr()},
@@ -128,6 +142,18 @@ func (h *hub) stop(ctx context.Context) error {
 	var errs []error
 	if h.http != nil {
 		errs = append(errs, h.http.Shutdown(ctx))
+	}
+	if h.cancel != nil {
+		// The routes finish their batches in flight (commit, then ack);
+		// unacked deliveries go back to the queue.
+		h.cancel()
+		done := make(chan struct{})
+		go func() { h.routesW.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("routes did not stop in time: %w", ctx.Err()))
+		}
 	}
 	if h.audit != nil {
 		if h.started {

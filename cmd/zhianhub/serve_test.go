@@ -57,7 +57,8 @@ func TestServeAndAuditVerify(t *testing.T) {
 		"ZHIANHUB_DATABASE_URL": dbURL,
 		"ZHIANHUB_KEYS_DIR":     keys,
 		"ZHIANHUB_HTTP_ADDR":    addr,
-		"ZHIANHUB_AMQP_URL":     "amqp://guest:guest@127.0.0.1:5672/%2f",
+		"ZHIANHUB_AMQP_URL":     testAMQPURL,
+		"ZHIANHUB_MPS_EXCHANGE": testBus(t, "310000000000"),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &syncBuffer{}
@@ -84,7 +85,7 @@ func TestServeAndAuditVerify(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if fmt.Sprint(ready["checks"]) == "" || !strings.Contains(fmt.Sprint(ready), "postgresql") || !strings.Contains(fmt.Sprint(ready), "rabbitmq") {
+	if r := fmt.Sprint(ready); !strings.Contains(r, "postgresql") || !strings.Contains(r, "rabbitmq") || !strings.Contains(r, "mps-bus") {
 		t.Errorf("readyz body %v lacks the checks", ready)
 	}
 	resp, err := http.Get(base + "/metrics")

@@ -48,6 +48,7 @@ const (
 	DefaultResendMax          = 30 * time.Minute
 	DefaultResendGiveUp       = 24 * time.Hour
 	DefaultGapTimeout         = 10 * time.Minute
+	DefaultMPSExchange        = "mps.bus"
 )
 
 // Config is the whole configuration of the hub.
@@ -133,6 +134,10 @@ type ExchangeConfig struct {
 	ResendGiveUp time.Duration
 	// GapTimeout is how long messages held for a sequence gap wait (E140).
 	GapTimeout time.Duration
+	// MPSExchange is the Ministry bus exchange; the hub's queue name derives
+	// from it (mpsbus.NodeQueue), so a test or a second bus on one vhost
+	// uses its own names.
+	MPSExchange string
 }
 
 // Default returns the development defaults.
@@ -150,6 +155,7 @@ func Default() Config {
 		Exchange: ExchangeConfig{
 			ResendInitial: DefaultResendInitial, ResendMax: DefaultResendMax,
 			ResendGiveUp: DefaultResendGiveUp, GapTimeout: DefaultGapTimeout,
+			MPSExchange: DefaultMPSExchange,
 		},
 	}
 }
@@ -188,6 +194,7 @@ type fileConfig struct {
 		ResendMax     *string `yaml:"resend_max"`
 		ResendGiveUp  *string `yaml:"resend_giveup"`
 		GapTimeout    *string `yaml:"gap_timeout"`
+		MPSExchange   *string `yaml:"mps_exchange"`
 	} `yaml:"exchange"`
 }
 
@@ -273,6 +280,9 @@ func fields() []field {
 		{"exchange.gap_timeout", "ZHIANHUB_GAP_TIMEOUT",
 			func(f *fileConfig) *string { return f.Exchange.GapTimeout },
 			setDuration(func(c *Config) *time.Duration { return &c.Exchange.GapTimeout })},
+		{"exchange.mps_exchange", "ZHIANHUB_MPS_EXCHANGE",
+			func(f *fileConfig) *string { return f.Exchange.MPSExchange },
+			setString(func(c *Config) *string { return &c.Exchange.MPSExchange })},
 	}
 }
 
@@ -492,6 +502,9 @@ func (c Config) Validate() error {
 	}
 	if x.GapTimeout <= 0 {
 		add("exchange.gap_timeout", fmt.Errorf("must be positive, not %s", x.GapTimeout))
+	}
+	if strings.TrimSpace(x.MPSExchange) == "" || strings.ContainsAny(x.MPSExchange, " #*") {
+		add("exchange.mps_exchange", fmt.Errorf("must be an exchange name, not %q", x.MPSExchange))
 	}
 	return errors.Join(errs...)
 }

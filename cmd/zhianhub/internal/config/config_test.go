@@ -92,6 +92,7 @@ func TestDefaults(t *testing.T) {
 		{"exchange.resend_max", c.Exchange.ResendMax, 30 * time.Minute},
 		{"exchange.resend_giveup", c.Exchange.ResendGiveUp, 24 * time.Hour},
 		{"exchange.gap_timeout", c.Exchange.GapTimeout, 10 * time.Minute},
+		{"exchange.mps_exchange", c.Exchange.MPSExchange, "mps.bus"},
 	}
 	if len(tests) != len(fields()) {
 		t.Fatalf("test covers %d keys, config has %d", len(tests), len(fields()))
@@ -163,6 +164,8 @@ func TestFileAndEnv(t *testing.T) {
 			func(c Config) any { return c.Exchange.ResendGiveUp }},
 		{"exchange.gap_timeout", nil, "5m", 5 * time.Minute, "1s", time.Second,
 			func(c Config) any { return c.Exchange.GapTimeout }},
+		{"exchange.mps_exchange", nil, "mps.bus.test", "mps.bus.test", "sim.bus", "sim.bus",
+			func(c Config) any { return c.Exchange.MPSExchange }},
 	}
 	if len(tests) != len(fields()) {
 		t.Fatalf("test covers %d keys, config has %d", len(tests), len(fields()))
@@ -287,6 +290,7 @@ func TestInvalid(t *testing.T) {
 		{"exchange.resend_max below initial", "exchange.resend_max", nil, map[string]string{"ZHIANHUB_RESEND_MAX": "10s"}, "shorter than exchange.resend_initial", ""},
 		{"exchange.resend_giveup below initial", "exchange.resend_giveup", nil, map[string]string{"ZHIANHUB_RESEND_GIVEUP": "1s"}, "shorter than exchange.resend_initial", ""},
 		{"exchange.gap_timeout", "exchange.gap_timeout", nil, map[string]string{"ZHIANHUB_GAP_TIMEOUT": "ten minutes"}, "not a duration", ""},
+		{"exchange.mps_exchange", "exchange.mps_exchange", nil, map[string]string{"ZHIANHUB_MPS_EXCHANGE": "a b"}, "must be an exchange name", ""},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
