@@ -10,7 +10,6 @@ import (
 	"zhianhub/adapters/mpsbus"
 )
 
-
 // testBus declares a bus exchange of the test's own (what the Ministry's bus
 // or the simulator does in production) and deletes it and the hub's queue on
 // it at the end. It returns the exchange name.

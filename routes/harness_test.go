@@ -1,0 +1,261 @@
+package routes_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"zhianhub/adapters/mpsbus"
+	"zhianhub/contracts"
+	"zhianhub/crypto/fieldenc"
+	"zhianhub/crypto/keystore"
+	"zhianhub/envelope"
+	"zhianhub/routes"
+	"zhianhub/store"
+	"zhianhub/store/audit"
+	"zhianhub/store/deadletter"
+	"zhianhub/store/journal"
+	"zhianhub/store/registry"
+	"zhianhub/store/storetest"
+	"zhianhub/transforms"
+)
+
+const (
+	amqpURL  = "amqp://guest:guest@127.0.0.1:5672/%2f"
+	hubNode  = "310000000000"
+	ministry = "000000000000"
+)
+
+// harness is a hub (inbound route, relay, filing) on a bus exchange of the
+// test's own, with the Ministry side played by the test: it seals downward
+// messages and reads what the hub publishes to the Ministry's queue.
+type harness struct {
+	t        *testing.T
+	pool     *pgxpool.Pool
+	exchange string
+	hubKeys  *keystore.Store
+	minKeys  *keystore.Store
+	sealer   *envelope.Sealer // the Ministry's
+	opener   *envelope.Opener // the Ministry's
+	inbound  *routes.Inbound
+	relay    *routes.Relay
+	filing   *routes.Filing
+	registry *registry.Registry
+	audit    *audit.Writer
+	conn     *amqp.Connection
+	ch       *amqp.Channel
+	toMin    <-chan amqp.Delivery
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+type harnessOpts struct {
+	gap    time.Duration
+	resend routes.ResendPolicy
+	now    func() time.Time
+}
+
+func newHarness(t *testing.T, o harnessOpts) *harness {
+	t.Helper()
+	h := &harness{t: t, pool: storetest.NewPool(t)}
+	root := t.TempDir()
+	hubDir, minDir := filepath.Join(root, "hub"), filepath.Join(root, "ministry")
+	must(t, keystore.Generate(hubDir, hubNode, nil))
+	must(t, keystore.Generate(minDir, ministry, nil))
+	_, err := keystore.ExportPublic(hubDir, keystore.LoadOptions{}, filepath.Join(minDir, "peers"))
+	must(t, err)
+	_, err = keystore.ExportPublic(minDir, keystore.LoadOptions{}, filepath.Join(hubDir, "peers"))
+	must(t, err)
+	h.hubKeys, err = keystore.Load(hubDir, keystore.LoadOptions{})
+	must(t, err)
+	h.minKeys, err = keystore.Load(minDir, keystore.LoadOptions{})
+	must(t, err)
+
+	b := make([]byte, 4)
+	rand.Read(b)
+	h.exchange = "test.routes." + hex.EncodeToString(b)
+	h.conn, err = amqp.Dial(amqpURL)
+	must(t, err)
+	h.ch, err = h.conn.Channel()
+	must(t, err)
+	must(t, mpsbus.DeclareBus(h.ch, h.exchange))
+	hubQueue, err := mpsbus.DeclareNodeQueue(h.ch, h.exchange, hubNode)
+	must(t, err)
+	minQueue, err := mpsbus.DeclareNodeQueue(h.ch, h.exchange, ministry)
+	must(t, err)
+	t.Cleanup(func() {
+		h.stop()
+		h.ch.QueueDelete(hubQueue, false, false, false)
+		h.ch.QueueDelete(minQueue, false, false, false)
+		h.ch.ExchangeDelete(h.exchange, false, false)
+		h.conn.Close()
+	})
+	h.toMin, err = h.ch.Consume(minQueue, "", true, false, false, false, nil)
+	must(t, err)
+
+	now := o.now
+	if now == nil {
+		now = time.Now
+	}
+	ctx := context.Background()
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	validator, err := contracts.NewValidator(contracts.Config{})
+	must(t, err)
+	kr, err := fieldenc.Open(ctx, store.NewDataKeys(h.pool), h.hubKeys)
+	must(t, err)
+	h.registry, err = registry.New(registry.Config{Keyring: kr, Validator: validator})
+	must(t, err)
+	h.audit, err = audit.NewWriter(h.pool, audit.WriterConfig{Signer: h.hubKeys.Signer(), Logger: logger})
+	must(t, err)
+	dl, err := deadletter.New(h.pool, deadletter.Config{Auditor: h.audit, Actor: hubNode})
+	must(t, err)
+	jr := journal.New(h.pool)
+	checker := transforms.Checker{Validator: validator}
+	kinds := envelope.KindSet{}
+	for _, k := range contracts.Kinds() {
+		kinds[k] = true
+	}
+	hubOpener, err := envelope.NewOpener(envelope.OpenerConfig{Keys: h.hubKeys, Kinds: kinds, Now: now})
+	must(t, err)
+	hubSealer, err := envelope.NewSealer(envelope.SealerConfig{Keys: h.hubKeys, Now: now})
+	must(t, err)
+	resend := o.resend
+	if resend == (routes.ResendPolicy{}) {
+		resend = routes.ResendPolicy{Initial: time.Hour, Max: time.Hour, GiveUp: 24 * time.Hour}
+	}
+	h.relay, err = routes.NewRelay(routes.RelayConfig{Pool: h.pool, AMQPURL: amqpURL, Sealer: hubSealer, Journal: jr, Audit: h.audit,
+		Logger: logger, Resend: resend, PollInterval: 50 * time.Millisecond, RetryDelay: 100 * time.Millisecond})
+	must(t, err)
+	h.inbound, err = routes.NewInbound(routes.InboundConfig{
+		Pool: h.pool, AMQPURL: amqpURL, Queue: hubQueue, Exchange: h.exchange, RoutingKey: mpsbus.RoutingKey,
+		Opener: hubOpener, Payloads: checker, Registry: h.registry, Journal: jr, Audit: h.audit, DeadLetters: dl,
+		Logger: logger, Notify: h.relay.Notify, GapTimeout: o.gap, GapSweep: 50 * time.Millisecond, Now: now,
+	})
+	must(t, err)
+	h.filing, err = routes.NewFiling(routes.FilingConfig{Pool: h.pool, Self: hubNode, To: ministry, Exchange: h.exchange,
+		RoutingKey: mpsbus.RoutingKey, Payloads: checker, Registry: h.registry, Audit: h.audit, Notify: h.relay.Notify, Now: now})
+	must(t, err)
+	h.sealer, err = envelope.NewSealer(envelope.SealerConfig{Keys: h.minKeys})
+	must(t, err)
+	h.opener, err = envelope.NewOpener(envelope.OpenerConfig{Keys: h.minKeys, Kinds: kinds})
+	must(t, err)
+
+	rctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	h.wg.Add(2)
+	go func() { defer h.wg.Done(); h.relay.Run(rctx) }()
+	go func() { defer h.wg.Done(); h.inbound.Run(rctx) }()
+	return h
+}
+
+func (h *harness) stop() {
+	if h.cancel != nil {
+		h.cancel()
+		h.wg.Wait()
+		h.cancel = nil
+		h.audit.Close(context.Background())
+	}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// down seals payload as the Ministry and publishes it to the hub; it returns
+// the envelope (to publish again as a broker redelivery would).
+func (h *harness) down(kind, id string, payload any) (string, []byte) {
+	h.t.Helper()
+	p, err := json.Marshal(payload)
+	must(h.t, err)
+	env, id, err := h.sealer.Seal(envelope.Outgoing{ID: id, Kind: kind, To: hubNode, Payload: p})
+	must(h.t, err)
+	h.publish(kind, id, env)
+	return id, env
+}
+
+func (h *harness) publish(kind, id string, env []byte) {
+	h.t.Helper()
+	must(h.t, h.ch.PublishWithContext(context.Background(), h.exchange, mpsbus.RoutingKey(hubNode, kind), false, false,
+		mpsbus.Publishing(env, id, kind, time.Now())))
+}
+
+// received is one message the hub sent to the Ministry, opened.
+type received struct {
+	msg     *envelope.Message
+	receipt map[string]any
+}
+
+// next waits for the next message from the hub to the Ministry.
+func (h *harness) next(timeout time.Duration) (received, bool) {
+	h.t.Helper()
+	select {
+	case d := <-h.toMin:
+		msg, err := h.opener.Open(d.Body)
+		if err != nil {
+			h.t.Fatalf("the Ministry cannot open what the hub sent: %v", err)
+		}
+		r := received{msg: msg}
+		if msg.Kind == "receipt" {
+			must(h.t, json.Unmarshal(msg.Payload, &r.receipt))
+		}
+		return r, true
+	case <-time.After(timeout):
+		return received{}, false
+	}
+}
+
+// receipts collects n receipts by the id they answer.
+func (h *harness) receipts(n int) map[string]map[string]any {
+	h.t.Helper()
+	out := map[string]map[string]any{}
+	for len(out) < n {
+		r, ok := h.next(15 * time.Second)
+		if !ok {
+			h.t.Fatalf("got %d receipts, want %d: %v", len(out), n, out)
+		}
+		if r.receipt == nil {
+			h.t.Fatalf("unexpected %s", r.msg.Kind)
+		}
+		ref := r.receipt["ref"].(string)
+		if _, dup := out[ref]; dup {
+			h.t.Fatalf("second receipt for %s: %v", ref, r.receipt)
+		}
+		if r.msg.Corr != ref {
+			h.t.Errorf("receipt corr %s, ref %s", r.msg.Corr, ref)
+		}
+		out[ref] = r.receipt
+	}
+	return out
+}
+
+// quiet checks that nothing more arrives for a while.
+func (h *harness) quiet(d time.Duration) {
+	h.t.Helper()
+	if r, ok := h.next(d); ok {
+		h.t.Fatalf("unexpected message from the hub: %s %v", r.msg.Kind, r.receipt)
+	}
+}
+
+func newUUID() string { return uuid.Must(uuid.NewV7()).String() }
+
+func resendPolicy(initial, max, giveUp time.Duration) routes.ResendPolicy {
+	return routes.ResendPolicy{Initial: initial, Max: max, GiveUp: giveUp}
+}
+
+func fileReq(kind string, payload []byte) routes.FileRequest {
+	return routes.FileRequest{Kind: kind, Payload: payload, Actor: "test-officer"}
+}

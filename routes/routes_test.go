@@ -1,0 +1,239 @@
+package routes_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"zhianhub/envelope"
+	"zhianhub/store/deadletter"
+	"zhianhub/store/exchange"
+	"zhianhub/store/registry"
+)
+
+// vectorPayloads returns the payloads of the shared valid vectors by file
+// name (person A: 01-06, person B: 07).
+func vectorPayloads(t *testing.T) map[string]map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "shared", "testdata", "envelope", "manifest.json"))
+	must(t, err)
+	var m struct {
+		Cases []struct {
+			File    string         `json:"file"`
+			Payload map[string]any `json:"payload"`
+		} `json:"cases"`
+	}
+	must(t, json.Unmarshal(b, &m))
+	out := map[string]map[string]any{}
+	for _, c := range m.Cases {
+		if c.Payload != nil {
+			out[filepath.Base(c.File)] = c.Payload
+		}
+	}
+	return out
+}
+
+func clone(m map[string]any) map[string]any {
+	b, _ := json.Marshal(m)
+	var out map[string]any
+	json.Unmarshal(b, &out)
+	return out
+}
+
+func expect(t *testing.T, got map[string]map[string]any, id, status, code string) {
+	t.Helper()
+	r, ok := got[id]
+	if !ok {
+		t.Errorf("no receipt for %s", id)
+		return
+	}
+	if r["status"] != status || r["code"] != code {
+		t.Errorf("receipt for %s: %v %v (%v), want %s %s", id, r["status"], r["code"], r["reason"], status, code)
+	}
+}
+
+// TestInboundExchange drives the inbound route with the Ministry's traffic:
+// out-of-order messages applied in seq order, a resend answered DUPLICATE
+// without a second effect, a broker redelivery not answered at all, payload
+// and state rejections with their codes, a forged signature kept as a dead
+// letter and not answered.
+func TestInboundExchange(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	v := vectorPayloads(t)
+	ctx := context.Background()
+
+	// Person A: register, then control (seq 3) before change (seq 2).
+	id1, _ := h.down("keyperson.register", "", v["01-keyperson.register.json"])
+	id3, env3 := h.down("keyperson.control", "", v["03-keyperson.control.json"])
+	id2, _ := h.down("keyperson.change", "", v["02-keyperson.change.json"])
+	got := h.receipts(3)
+	for _, id := range []string{id1, id2, id3} {
+		expect(t, got, id, "ACCEPTED", "0000")
+	}
+	p, err := h.registry.GetPerson(ctx, h.pool, "32010620261126000017")
+	must(t, err)
+	if p.ResidRegion != "310112" || p.State != registry.PersonActive {
+		t.Errorf("person after change: %+v", p)
+	}
+	ctrls, err := h.registry.Controls(ctx, h.pool, "32010620261126000017")
+	must(t, err)
+	if len(ctrls) != 1 || ctrls[0].State != registry.ControlOpen {
+		t.Errorf("controls %+v", ctrls)
+	}
+
+	// A resend of id1 (re-sealed, fresh ts): DUPLICATE, no second effect.
+	h.down("keyperson.register", id1, v["01-keyperson.register.json"])
+	expect(t, h.receipts(1), id1, "DUPLICATE", "0000")
+	// The broker redelivers id3's bytes: no effect and no answer.
+	h.publish("keyperson.control", id3, env3)
+	h.quiet(700 * time.Millisecond)
+	hist, err := h.registry.History(ctx, h.pool, "32010620261126000017")
+	must(t, err)
+	if len(hist) != 3 {
+		t.Errorf("history has %d entries, want 3 (one per message)", len(hist))
+	}
+
+	// Rejections with their codes.
+	badID := clone(v["07-keyperson.register.json"])
+	badID["personNo"] = "31010420261127000099"
+	idNo := badID["idNo"].(string)
+	badID["idNo"] = idNo[:17] + map[bool]string{true: "1", false: "X"}[idNo[17] == 'X']
+	idBad, _ := h.down("keyperson.register", "", badID)
+	unknown := clone(v["02-keyperson.change.json"])
+	unknown["personNo"], unknown["seq"] = "31010420261127000098", 1
+	idUnknown, _ := h.down("keyperson.change", "", unknown)
+	again := clone(v["01-keyperson.register.json"])
+	again["seq"] = 4
+	idConflict, _ := h.down("keyperson.register", "", again)
+	got = h.receipts(3)
+	expect(t, got, idBad, "REJECTED", "E121")
+	expect(t, got, idUnknown, "REJECTED", "E131")
+	expect(t, got, idConflict, "REJECTED", "E130")
+
+	// A forged signature: dead letter with its raw bytes, no answer.
+	p2, _ := json.Marshal(v["07-keyperson.register.json"])
+	env, idForged, err := h.sealer.Seal(envelope.Outgoing{Kind: "keyperson.register", To: hubNode, Payload: p2})
+	must(t, err)
+	var m map[string]any
+	must(t, json.Unmarshal(env, &m))
+	sig, _ := base64.StdEncoding.DecodeString(m["sig"].(string))
+	sig[len(sig)-1] ^= 1
+	m["sig"] = base64.StdEncoding.EncodeToString(sig)
+	forged, _ := json.Marshal(m)
+	h.publish("keyperson.register", idForged, forged)
+	h.quiet(700 * time.Millisecond)
+	dl, err := deadletter.New(h.pool, deadletter.Config{})
+	must(t, err)
+	sec := true
+	letters, err := dl.List(ctx, deadletter.Filter{Security: &sec})
+	must(t, err)
+	if len(letters) != 1 || letters[0].Code != "E110" || letters[0].MessageID != idForged {
+		t.Fatalf("security dead letters: %+v", letters)
+	}
+	full, err := dl.Get(ctx, letters[0].ID)
+	must(t, err)
+	if string(full.Raw) != string(forged) {
+		t.Error("dead letter does not keep the exact bytes")
+	}
+	if n, _ := dl.Count(ctx, deadletter.Filter{}); n != 4 {
+		t.Errorf("%d dead letters, want 4 (three rejections and the forgery)", n)
+	}
+}
+
+// TestGapTimeout: a message ahead of a gap is held, rejected with E140 when
+// the gap does not fill in time, and processed afresh when the sender
+// resends from the gap.
+func TestGapTimeout(t *testing.T) {
+	h := newHarness(t, harnessOpts{gap: 300 * time.Millisecond})
+	v := vectorPayloads(t)
+	id2, _ := h.down("keyperson.change", "", v["02-keyperson.change.json"])
+	start := time.Now()
+	expect(t, h.receipts(1), id2, "REJECTED", "E140")
+	if waited := time.Since(start); waited < 300*time.Millisecond {
+		t.Errorf("E140 after %s, before the gap timeout", waited)
+	}
+	// The sender resends from the gap: seq 1, then seq 2 with its old id.
+	id1, _ := h.down("keyperson.register", "", v["01-keyperson.register.json"])
+	h.down("keyperson.change", id2, v["02-keyperson.change.json"])
+	got := h.receipts(2)
+	expect(t, got, id1, "ACCEPTED", "0000")
+	expect(t, got, id2, "ACCEPTED", "0000")
+}
+
+// TestFilingResendAndFlag files records up: the relay publishes them
+// sealed to the Ministry, resends with the same id until a receipt arrives,
+// and flags a filing never answered.
+func TestFilingResendAndFlag(t *testing.T) {
+	h := newHarness(t, harnessOpts{resend: resendPolicy(200*time.Millisecond, 400*time.Millisecond, 1500*time.Millisecond)})
+	v := vectorPayloads(t)
+	ctx := context.Background()
+	payload, _ := json.Marshal(v["01-keyperson.register.json"])
+	res, err := h.filing.File(ctx, fileReq("keyperson.register", payload))
+	must(t, err)
+	if res.Seq != 1 {
+		t.Errorf("seq %d, want 1", res.Seq)
+	}
+	first, ok := h.next(5 * time.Second)
+	if !ok || first.msg.ID != res.ID || first.msg.Kind != "keyperson.register" {
+		t.Fatalf("first send: %+v %v", first.msg, ok)
+	}
+	second, ok := h.next(5 * time.Second)
+	if !ok || second.msg.ID != res.ID || !second.msg.TS.After(first.msg.TS) {
+		t.Fatalf("resend: %+v", second.msg)
+	}
+	// The Ministry answers; the resends stop.
+	receipt, _ := json.Marshal(map[string]string{"ref": res.ID, "status": "ACCEPTED", "code": "0000", "reason": "", "at": time.Now().Format(time.RFC3339)})
+	env, rid, err := h.sealer.Seal(envelope.Outgoing{Kind: "receipt", To: hubNode, Corr: res.ID, Payload: receipt})
+	must(t, err)
+	h.publish("receipt", rid, env)
+	waitFor(t, func() bool {
+		o, err := exchange.Get(ctx, h.pool, res.ID)
+		return err == nil && o.State == exchange.OutReceipted && o.ReceiptStatus == "ACCEPTED"
+	})
+	h.quiet(800 * time.Millisecond)
+
+	// A change is seq 2; never answered, it is flagged after the give-up time.
+	change, _ := json.Marshal(v["02-keyperson.change.json"])
+	res2, err := h.filing.File(ctx, fileReq("keyperson.change", change))
+	must(t, err)
+	if res2.Seq != 2 {
+		t.Errorf("seq %d, want 2", res2.Seq)
+	}
+	waitFor(t, func() bool {
+		o, err := exchange.Get(ctx, h.pool, res2.ID)
+		return err == nil && o.State == exchange.OutFlagged
+	})
+	o, _ := exchange.Get(ctx, h.pool, res2.ID)
+	if o.Attempts < 2 {
+		t.Errorf("flagged after %d attempts", o.Attempts)
+	}
+
+	// An invalid filing is refused with its code and never published.
+	bad := clone(v["07-keyperson.register.json"])
+	bad["categories"] = []string{"0701"}
+	b, _ := json.Marshal(bad)
+	_, err = h.filing.File(ctx, fileReq("keyperson.register", b))
+	if envelope.CodeOf(err) != "E122" {
+		t.Fatalf("invalid filing: %v (code %s)", err, envelope.CodeOf(err))
+	}
+	var coded envelope.Coded
+	if !errors.As(err, &coded) {
+		t.Errorf("error %T carries no code", err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in time")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
