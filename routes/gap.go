@@ -65,7 +65,7 @@ func (in *Inbound) SweepGapsOnce(ctx context.Context) (int, error) {
 				return err
 			}
 			for _, h := range held {
-				m := &envelope.Message{Header: envelope.Header{ID: h.ID, Kind: h.Kind, From: h.Sender, TS: h.TS, Corr: h.Corr}}
+				m := &envelope.Message{Header: envelope.Header{ID: h.ID, Kind: h.Kind, From: h.Sender, To: in.cfg.Node, TS: h.TS, Corr: h.Corr}}
 				reason := fmt.Sprintf("seq：序号 %d 之前缺少序号 %d 的消息，超过 %s 未补齐，请从缺口处重发", h.Seq, next, in.cfg.GapTimeout)
 				e, err := in.reject(ctx, tx, "", m, h.Raw, string(envelope.CodeSequenceGap), reason)
 				if err != nil {

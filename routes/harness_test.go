@@ -138,7 +138,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		Logger: logger, Resend: resend, PollInterval: 50 * time.Millisecond, RetryDelay: 100 * time.Millisecond})
 	must(t, err)
 	h.inbound, err = routes.NewInbound(routes.InboundConfig{
-		Pool: h.pool, AMQPURL: amqpURL, Queue: hubQueue, Exchange: h.exchange, RoutingKey: mpsbus.RoutingKey,
+		Node: hubNode, Pool: h.pool, AMQPURL: amqpURL, Queue: hubQueue, Exchange: h.exchange, RoutingKey: mpsbus.RoutingKey,
 		Opener: hubOpener, Payloads: checker, Registry: h.registry, Journal: jr, Audit: h.audit, DeadLetters: dl,
 		Logger: logger, Notify: h.relay.Notify, GapTimeout: o.gap, GapSweep: 50 * time.Millisecond, Now: now,
 	})

@@ -31,6 +31,8 @@ type DeadLetters interface {
 
 // InboundConfig configures the inbound route of one bus queue.
 type InboundConfig struct {
+	// Node is this node's code (the recipient of the queue's messages).
+	Node     string
 	Pool     *pgxpool.Pool
 	AMQPURL  string
 	Queue    string
@@ -103,7 +105,7 @@ func (c *InboundConfig) setDefaults() {
 func (c *InboundConfig) Validate() error {
 	var errs []error
 	for name, missing := range map[string]bool{
-		"Pool": c.Pool == nil, "AMQPURL": c.AMQPURL == "", "Queue": c.Queue == "", "Exchange": c.Exchange == "",
+		"Node": !envelope.ValidNode(c.Node), "Pool": c.Pool == nil, "AMQPURL": c.AMQPURL == "", "Queue": c.Queue == "", "Exchange": c.Exchange == "",
 		"RoutingKey": c.RoutingKey == nil, "Opener": c.Opener == nil, "Payloads": c.Payloads == nil,
 		"Registry": c.Registry == nil, "Journal": c.Journal == nil, "Audit": c.Audit == nil, "DeadLetters": c.DeadLetters == nil,
 	} {

@@ -132,7 +132,7 @@ func (in *Inbound) sequence(ctx context.Context, tx pgx.Tx, it *item, code, reas
 
 // applyHeld applies a message that waited for its turn.
 func (in *Inbound) applyHeld(ctx context.Context, tx pgx.Tx, h *exchange.Held) ([]audit.Entry, error) {
-	m := &envelope.Message{Header: envelope.Header{ID: h.ID, Kind: h.Kind, From: h.Sender, TS: h.TS, Corr: h.Corr}, Payload: h.Payload}
+	m := &envelope.Message{Header: envelope.Header{ID: h.ID, Kind: h.Kind, From: h.Sender, To: in.cfg.Node, TS: h.TS, Corr: h.Corr}, Payload: h.Payload}
 	var typed any
 	if h.Code == string(envelope.CodeOK) {
 		var err error
@@ -199,7 +199,7 @@ func (in *Inbound) reject(ctx context.Context, tx pgx.Tx, routingKey string, m *
 		return nil, err
 	}
 	if routingKey == "" {
-		routingKey = in.cfg.RoutingKey(in.selfNode(m), m.Kind)
+		routingKey = in.cfg.RoutingKey(in.cfg.Node, m.Kind)
 	}
 	if _, err := in.cfg.DeadLetters.Put(ctx, tx, deadletter.Letter{
 		Source: "amqp:" + in.cfg.Queue, Exchange: in.cfg.Exchange, RoutingKey: routingKey,
@@ -213,12 +213,6 @@ func (in *Inbound) reject(ctx context.Context, tx pgx.Tx, routingKey string, m *
 	return []audit.Entry{in.auditEntry(m, code, reason)}, nil
 }
 
-func (in *Inbound) selfNode(m *envelope.Message) string {
-	if m.To != "" {
-		return m.To
-	}
-	return ""
-}
 
 // receipt correlates a receipt with the filing it answers.
 func (in *Inbound) receipt(ctx context.Context, tx pgx.Tx, it *item) ([]audit.Entry, error) {
@@ -226,6 +220,10 @@ func (in *Inbound) receipt(ctx context.Context, tx pgx.Tx, it *item) ([]audit.En
 	var r receiptPayload
 	if err := json.Unmarshal(it.payload, &r); err != nil {
 		return nil, fmt.Errorf("routes: validated receipt does not decode: %w", err)
+	}
+	if m.Corr != r.Ref {
+		return in.reject(ctx, tx, it.d.RoutingKey, m, it.raw, string(envelope.CodeSchema),
+			fmt.Sprintf("corr：信封 corr %q 与回执 ref %q 不一致", m.Corr, r.Ref))
 	}
 	at, _ := time.Parse(time.RFC3339Nano, r.At)
 	filing, changed, err := exchange.CorrelateReceipt(ctx, tx, exchange.Receipt{

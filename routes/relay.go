@@ -192,7 +192,7 @@ func (r *Relay) relayOnce(ctx context.Context) (int, error) {
 				attempts = append(attempts, exchange.Attempt{ID: m.ID, Err: errs[i], State: m.State, NextAttemptAt: now.Add(r.cfg.RetryDelay)})
 				continue
 			}
-			a := exchange.Attempt{ID: m.ID, State: exchange.OutDone, NextAttemptAt: now}
+			a := exchange.Attempt{ID: m.ID, Published: true, State: exchange.OutDone, NextAttemptAt: now}
 			if m.NeedsReceipt {
 				a.State, a.NextAttemptAt = exchange.OutSent, now.Add(r.cfg.Resend.Delay(m.Attempts+1))
 			}

@@ -82,7 +82,7 @@ func newBusRoutes(ctx context.Context, cfg config.Config, logger *slog.Logger, k
 		return nil, err
 	}
 	if b.inbound, err = routes.NewInbound(routes.InboundConfig{
-		Pool: pool, AMQPURL: cfg.AMQP.URL, Queue: b.queue, Exchange: b.exchange, RoutingKey: mpsbus.RoutingKey,
+		Node: ks.Node(), Pool: pool, AMQPURL: cfg.AMQP.URL, Queue: b.queue, Exchange: b.exchange, RoutingKey: mpsbus.RoutingKey,
 		EventsExchange: EventsExchange, Opener: opener, Payloads: checker, Registry: reg, Journal: jr, Audit: aw,
 		DeadLetters: dl, Logger: logger, Notify: b.relay.Notify, GapTimeout: cfg.Exchange.GapTimeout,
 	}); err != nil {

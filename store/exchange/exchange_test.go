@@ -160,7 +160,7 @@ func TestOutboxLifecycle(t *testing.T) {
 		}
 		other.Rollback(ctx)
 		err = exchange.RecordAttempts(ctx, tx, now, []exchange.Attempt{
-			{ID: filing.ID, State: exchange.OutSent, NextAttemptAt: now.Add(time.Minute)},
+			{ID: filing.ID, Published: true, State: exchange.OutSent, NextAttemptAt: now.Add(time.Minute)},
 			{ID: receipt.ID, Err: errors.New("unroutable"), State: exchange.OutPending, NextAttemptAt: now.Add(2 * time.Second)},
 		})
 		if err != nil {

@@ -88,7 +88,10 @@ func ClaimDue(ctx context.Context, tx store.Querier, now time.Time, limit int) (
 // Attempt is the outcome of one publish attempt.
 type Attempt struct {
 	ID string
-	// Err is the publish error; nil when the broker confirmed.
+	// Published is true when the broker confirmed the message.
+	Published bool
+	// Err is why it was not published ("" when it was, or when it was not
+	// tried, e.g. flagged).
 	Err error
 	// State after the attempt and when to try again.
 	State         string
@@ -106,7 +109,7 @@ func RecordAttempts(ctx context.Context, tx store.Querier, now time.Time, as []A
 	errs := make([]string, len(as))
 	sent := make([]bool, len(as))
 	for i, a := range as {
-		ids[i], states[i], nexts[i], sent[i] = a.ID, a.State, a.NextAttemptAt, a.Err == nil
+		ids[i], states[i], nexts[i], sent[i] = a.ID, a.State, a.NextAttemptAt, a.Published
 		if a.Err != nil {
 			errs[i] = a.Err.Error()
 		}
