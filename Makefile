@@ -1,6 +1,7 @@
 # zhianhub — build, test and run the integration hub (GNU make).
 #
-#   make run     start local services, build, migrate, make demo keys once, serve
+#   make run     start local services, build, migrate, make demo keys once, then
+#                the Ministry-bus simulator, the hub and demo filings (Ctrl-C stops)
 #   make test    start local services, go vet, go test -race
 #   make bench   start local services, run the benchmarks
 #
@@ -37,13 +38,10 @@ NODE     ?= 310000000000
 DEMO_PEERS_DIR ?= var/demo-peers
 KEYS_GEN_FLAGS ?= --demo-peers $(DEMO_PEERS_DIR)
 
-# SIMS lists the bus simulators that `make run` starts before the hub, one
-# command each (e.g. SIMS="bin/mps-sim bin/feedback-sim"). None exist yet:
-# when they do, build them in run-sims and start them there; keep their PIDs
-# so that they stop with the hub (the hub is exec'd, so use a wrapper then).
-SIMS ?=
+# Downward messages per second of the Ministry-bus simulator in `make run`.
+SIM_RATE ?= 0.5
 
-.PHONY: build services test vet fmt bench fuzz run run-db run-keys run-sims clean
+.PHONY: build services test vet fmt bench fuzz run run-db run-keys clean
 
 build:
 	@mkdir -p bin
@@ -96,14 +94,11 @@ run-keys: build
 		echo "generated demo keys in $(KEYS_DIR) for node $(NODE)"; \
 	fi
 
-# run-sims starts the simulators listed in SIMS in the background (hook for
-# later issues; does nothing while SIMS is empty).
-run-sims: build
-	@for s in $(SIMS); do echo "starting simulator $$s"; "$$s" & done
-
-run: services build run-db run-keys run-sims
+# run starts the Ministry-bus simulator, the hub and a few demo filings
+# (deploy/run-demo.sh); Ctrl-C stops them all.
+run: services build run-db run-keys
 	ZHIANHUB_KEYS_DIR=$(KEYS_DIR) $(BIN) migrate
-	ZHIANHUB_KEYS_DIR=$(KEYS_DIR) exec $(BIN) serve
+	BIN=$(BIN) KEYS_DIR=$(KEYS_DIR) DEMO_PEERS_DIR=$(DEMO_PEERS_DIR) SIM_RATE=$(SIM_RATE) bash deploy/run-demo.sh
 
 clean:
 	rm -rf bin/ coverage.out coverage.html *.coverprofile

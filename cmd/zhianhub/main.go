@@ -57,6 +57,7 @@ func commands() map[string]command {
 		"keys":     {"generate, show or rotate node keys (gen|show|rotate)", runKeys},
 		"envelope": {"open or seal a secure envelope (open|seal)", runEnvelope},
 		"audit":    {"verify the audit chain (verify)", runAudit},
+		"sim":      {"run a bus simulator (mps)", runSim},
 		"dlq":      {"list, show, replay or resolve dead letters", runDLQ},
 		"version":  {"print the version", runVersion},
 	}
