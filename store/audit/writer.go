@@ -21,18 +21,19 @@ var ErrClosed = errors.New("audit: writer closed")
 type WriterConfig struct {
 	// BatchSize is the most entries written in one transaction. Default 256.
 	BatchSize int
-	// MaxDelay is how long a batch waits for more entries once its first
-	// entry is queued, counted from that entry's Append. Entries that queue
-	// while the previous batch commits have usually waited that long
-	// already, so under load batches are written back to back. Default 2ms;
-	// a negative value means no wait.
+	// MaxDelay is how long a batch waits for more entries, counted from its
+	// first entry's Append. A batch that fills up, or that has waited while
+	// the previous one committed, is written at once, so under load batches
+	// go back to back. Default 2ms; negative means no wait.
 	MaxDelay time.Duration
 	// CheckpointEvery is the most entries between two checkpoints: each
 	// checkpoint promises (and signs) that the next one comes at most this
 	// many entries later. Default 1000.
 	CheckpointEvery int64
-	// CheckpointInterval is the most time an entry stays without a
-	// checkpoint while the writer runs. Default 1 minute.
+	// CheckpointInterval bounds the time an entry stays without a
+	// checkpoint: a batch written when the last checkpoint is older seals
+	// itself, and an idle writer checks every CheckpointInterval, so while
+	// the writer runs no entry waits more than twice this. Default 1 minute.
 	CheckpointInterval time.Duration
 	// WriteTimeout bounds one batch transaction. Default 30s.
 	WriteTimeout time.Duration
@@ -51,9 +52,6 @@ func (c *WriterConfig) setDefaults() {
 	}
 	if c.MaxDelay == 0 {
 		c.MaxDelay = 2 * time.Millisecond
-	}
-	if c.MaxDelay < 0 {
-		c.MaxDelay = 0
 	}
 	if c.CheckpointEvery == 0 {
 		c.CheckpointEvery = 1000
@@ -105,30 +103,43 @@ func (c WriterConfig) Validate() error {
 // Writer appends entries to the audit chain with group commit. It is safe for
 // concurrent use, and several Writers (in one or several processes) may write
 // to the same database: they serialize on the audit_head row.
+//
+// Appends join the open batch; one goroutine takes batches in order and
+// writes each in one transaction, then releases all the batch's Appends at
+// once. While it writes, the next batch fills up. A batch costs one round
+// trip and one commit when this writer wrote the previous one (see
+// commitBatch), four otherwise.
 type Writer struct {
 	pool *pgxpool.Pool
 	cfg  WriterConfig
 
-	reqs    chan *request
-	closing chan struct{}
-	stopped chan struct{}
+	mu     sync.Mutex
+	open   *batch   // the batch Appends join, nil if none
+	full   []*batch // batches that reached BatchSize, oldest first
+	closed bool
+
+	wake    chan struct{} // cap 1: a batch was opened or filled
+	closing chan struct{} // closed by Close
+	stopped chan struct{} // closed when the run loop ends
 
 	runCtx    context.Context
 	cancelRun context.CancelFunc
 
 	closeOnce sync.Once
 	closeErr  error // set by the run loop before stopped closes
+
+	// head is the head as this writer left it, nil when unknown. Only the
+	// run loop uses it.
+	head *head
 }
 
-type request struct {
-	entry  prepared
-	queued time.Time
-	done   chan result // buffered: the loop never blocks on it
-}
-
-type result struct {
-	seq int64
-	err error
+// batch is a group of entries written in one transaction.
+type batch struct {
+	entries []prepared
+	opened  time.Time     // when its first entry was appended
+	done    chan struct{} // closed when first and err are set
+	first   int64
+	err     error
 }
 
 // NewWriter starts a writer on pool. Close it to flush and stop.
@@ -144,7 +155,7 @@ func NewWriter(pool *pgxpool.Pool, cfg WriterConfig) (*Writer, error) {
 	w := &Writer{
 		pool:      pool,
 		cfg:       cfg,
-		reqs:      make(chan *request),
+		wake:      make(chan struct{}, 1),
 		closing:   make(chan struct{}),
 		stopped:   make(chan struct{}),
 		runCtx:    ctx,
@@ -160,31 +171,52 @@ func NewWriter(pool *pgxpool.Pool, cfg WriterConfig) (*Writer, error) {
 // acknowledgement itself (a lost connection), which PostgreSQL cannot tell
 // apart.
 //
-// If ctx ends first Append returns ctx's error, but an entry already handed
-// to the batch is still written.
+// If ctx ends first Append returns ctx's error, but an entry already queued
+// is still written.
 func (w *Writer) Append(ctx context.Context, e Entry) (int64, error) {
 	p, err := prepare(e, w.cfg.Now)
 	if err != nil {
 		return 0, err
 	}
-	req := &request{entry: p, queued: time.Now(), done: make(chan result, 1)}
-	select {
-	case <-w.closing:
-		return 0, ErrClosed
-	default:
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("audit: append: %w", err)
 	}
-	select {
-	case w.reqs <- req:
-	case <-w.closing:
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
 		return 0, ErrClosed
-	case <-ctx.Done():
-		return 0, fmt.Errorf("audit: append: %w", ctx.Err())
 	}
+	b := w.open
+	if b == nil {
+		b = &batch{entries: make([]prepared, 0, min(w.cfg.BatchSize, 64)), opened: time.Now(), done: make(chan struct{})}
+		w.open = b
+		w.signal()
+	}
+	i := int64(len(b.entries))
+	b.entries = append(b.entries, p)
+	if len(b.entries) >= w.cfg.BatchSize {
+		w.full = append(w.full, b)
+		w.open = nil
+		w.signal()
+	}
+	w.mu.Unlock()
+
 	select {
-	case r := <-req.done:
-		return r.seq, r.err
+	case <-b.done:
+		if b.err != nil {
+			return 0, b.err
+		}
+		return b.first + i, nil
 	case <-ctx.Done():
 		return 0, fmt.Errorf("audit: append (the entry may still be written): %w", ctx.Err())
+	}
+}
+
+// signal wakes the run loop; w.mu is held.
+func (w *Writer) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -193,6 +225,9 @@ func (w *Writer) Append(ctx context.Context, e Entry) (int64, error) {
 // first, the batch in progress is abandoned (its Appends fail) and Close
 // returns ctx's error. Close may be called more than once.
 func (w *Writer) Close(ctx context.Context) error {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
 	w.closeOnce.Do(func() { close(w.closing) })
 	select {
 	case <-w.stopped:
@@ -211,79 +246,70 @@ func (w *Writer) run() {
 	defer ticker.Stop()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	closing := false
 	for {
+		b, wait := w.next(closing)
+		if b != nil {
+			w.write(b)
+			continue
+		}
+		if closing {
+			// No Append can queue any more, and the queue is empty.
+			w.closeErr = w.checkpoint(true)
+			return
+		}
+		var timeout <-chan time.Time
+		if wait > 0 {
+			timer.Reset(wait)
+			timeout = timer.C
+		}
 		select {
-		case req := <-w.reqs:
-			w.writeBatch(w.collect(req, timer))
+		case <-w.wake:
+		case <-timeout:
 		case <-ticker.C:
-			// The next batch or tick retries.
+			// On failure the next batch or tick tries again.
 			if err := w.checkpoint(false); err != nil {
 				w.cfg.Logger.Error("audit: periodic checkpoint failed", slog.Any("error", err))
 			}
 		case <-w.closing:
-			// Appends racing with Close either got in above or see closing.
-			for {
-				select {
-				case req := <-w.reqs:
-					w.writeBatch(w.collect(req, timer))
-					continue
-				default:
-				}
-				break
-			}
-			w.closeErr = w.checkpoint(true)
-			return
+			closing = true
 		}
+		timer.Stop()
 	}
 }
 
-// collect gathers a batch starting with first: whatever is queued, then what
-// arrives until first has waited MaxDelay or the batch is full.
-func (w *Writer) collect(first *request, timer *time.Timer) []*request {
-	batch := make([]*request, 1, w.cfg.BatchSize)
-	batch[0] = first
-	deadline := first.queued.Add(w.cfg.MaxDelay)
-	for len(batch) < w.cfg.BatchSize {
-		select {
-		case req := <-w.reqs:
-			batch = append(batch, req)
-			continue
-		default:
-		}
-		wait := time.Until(deadline)
-		if wait <= 0 {
-			break
-		}
-		timer.Reset(wait)
-		select {
-		case req := <-w.reqs:
-			batch = append(batch, req)
-			timer.Stop()
-			continue
-		case <-timer.C:
-		case <-w.closing:
-			timer.Stop()
-		}
-		break
+// next returns the batch to write now, if any; otherwise how long until the
+// open batch is due (0: nothing is open).
+func (w *Writer) next(closing bool) (*batch, time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.full) > 0 {
+		b := w.full[0]
+		w.full[0] = nil
+		w.full = w.full[1:]
+		return b, 0
 	}
-	return batch
+	if w.open == nil {
+		return nil, 0
+	}
+	wait := time.Until(w.open.opened.Add(w.cfg.MaxDelay))
+	if closing || wait <= 0 {
+		b := w.open
+		w.open = nil
+		return b, 0
+	}
+	return nil, wait
 }
 
-func (w *Writer) writeBatch(batch []*request) {
-	first, err := w.commitBatch(batch)
-	for i, req := range batch {
-		if err != nil {
-			req.done <- result{err: err}
-		} else {
-			req.done <- result{seq: first + int64(i)}
-		}
-	}
+func (w *Writer) write(b *batch) {
+	b.first, b.err = w.commitBatch(b.entries)
+	close(b.done)
 }
 
 // head is the audit_head row.
 type head struct {
 	lastSeq       int64
-	lastHash      []byte
+	lastHash      Hash
 	checkpointSeq int64
 	checkpointAt  *time.Time
 	checkpointGap int64
@@ -305,6 +331,55 @@ SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::timestamptz[], $4::text[], $
 const updateHeadSQL = `UPDATE audit_head
 SET last_seq = $1, last_hash = $2, checkpoint_seq = $3, checkpoint_at = $4, checkpoint_gap = $5
 WHERE id`
+
+// appendSQL is the fast path: one statement (one round trip, one implicit
+// transaction) that moves the head from the state this writer last saw to
+// the new end, and inserts the batch and its checkpoints only if the head
+// moved. The UPDATE takes the head's row lock like SELECT ... FOR UPDATE
+// does; a writer that waited for it re-checks the condition against the
+// committed row (read committed), so a head moved by another writer makes the
+// statement change nothing.
+const appendSQL = `WITH head AS (
+    UPDATE audit_head
+    SET last_seq = $14, last_hash = $15, checkpoint_seq = $16, checkpoint_at = $17, checkpoint_gap = $18
+    WHERE id AND last_seq = $19 AND last_hash = $20 AND checkpoint_seq = $21
+    RETURNING last_seq
+), entries AS (
+    INSERT INTO audit_entry
+        (seq, at, actor, unit, role, action, object, result, reason, correlation_id, detail, prev_hash, hash)
+    SELECT seq, at, actor, unit, role, action, object, result, reason, correlation_id, detail::jsonb, prev_hash, hash
+    FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                $8::text[], $9::text[], $10::text[], $11::text[], $12::bytea[], $13::bytea[])
+         AS u(seq, at, actor, unit, role, action, object, result, reason, correlation_id, detail, prev_hash, hash)
+    WHERE EXISTS (SELECT FROM head)
+), checkpoints AS (
+    INSERT INTO audit_checkpoint (seq, hash, at, key_id, max_gap, signature)
+    SELECT * FROM unnest($22::bigint[], $23::bytea[], $24::timestamptz[], $25::text[], $26::bigint[], $27::bytea[])
+    WHERE EXISTS (SELECT FROM head)
+)
+SELECT count(*) FROM head`
+
+// chained is a batch with its place in the chain computed.
+type chained struct {
+	first   int64
+	seqs    []int64
+	ats     []time.Time
+	cols    [8][]string
+	details []string
+	prevs   [][]byte
+	hashes  [][]byte
+	cps     checkpoints
+	head    head // after the batch
+}
+
+func (c *chained) entryArgs() []any {
+	return []any{c.seqs, c.ats, c.cols[0], c.cols[1], c.cols[2], c.cols[3], c.cols[4], c.cols[5],
+		c.cols[6], c.cols[7], c.details, c.prevs, c.hashes}
+}
+
+func (h *head) args() []any {
+	return []any{h.lastSeq, h.lastHash[:], h.checkpointSeq, h.checkpointAt, h.checkpointGap}
+}
 
 // checkpoints accumulates the checkpoints of one transaction.
 type checkpoints struct {
@@ -333,72 +408,110 @@ func (c *checkpoints) add(w *Writer, h *head, seq int64, hash Hash, at time.Time
 	return nil
 }
 
-func (c *checkpoints) queue(b *pgx.Batch) {
-	if len(c.seq) > 0 {
-		b.Queue(insertCheckpointsSQL, c.seq, c.hash, c.at, c.key, c.gap, c.sig)
+func (c *checkpoints) args() []any {
+	return []any{c.seq, c.hash, c.at, c.key, c.gap, c.sig}
+}
+
+// chain places batch after h: it assigns seqs, computes hashes and signs the
+// checkpoints that are due.
+func (w *Writer) chain(h head, batch []prepared) (*chained, error) {
+	now := canonicalTime(w.cfg.Now())
+	n := len(batch)
+	c := &chained{
+		first:   h.lastSeq + 1,
+		seqs:    make([]int64, n),
+		ats:     make([]time.Time, n),
+		details: make([]string, n),
+		prevs:   make([][]byte, n),
+		hashes:  make([][]byte, n),
 	}
+	for i := range c.cols {
+		c.cols[i] = make([]string, n)
+	}
+	hashes := make([]byte, 2*HashSize*n) // one allocation for all prev and hash values
+	prev, seq := h.lastHash, h.lastSeq
+	for i := range batch {
+		seq++
+		e := &batch[i]
+		hash := entryHash(prev, seq, e.tail)
+		c.seqs[i], c.ats[i], c.details[i] = seq, e.at, e.detail
+		for k := range c.cols {
+			c.cols[k][i] = e.fields[k]
+		}
+		c.prevs[i] = append(hashes[2*HashSize*i:2*HashSize*i:2*HashSize*i+HashSize], prev[:]...)
+		c.hashes[i] = append(hashes[2*HashSize*i+HashSize:2*HashSize*i+HashSize:2*HashSize*(i+1)], hash[:]...)
+		// Keep the promise of the checkpoint in force, and our own.
+		if seq-h.checkpointSeq >= min(h.checkpointGap, w.cfg.CheckpointEvery) {
+			if err := c.cps.add(w, &h, seq, hash, now); err != nil {
+				return nil, err
+			}
+		}
+		prev = hash
+	}
+	if h.checkpointSeq < seq && h.checkpointAt != nil && now.Sub(*h.checkpointAt) >= w.cfg.CheckpointInterval {
+		if err := c.cps.add(w, &h, seq, prev, now); err != nil {
+			return nil, err
+		}
+	}
+	h.lastSeq, h.lastHash = seq, prev
+	c.head = h
+	return c, nil
 }
 
 // commitBatch writes batch in one transaction and returns the seq of its
 // first entry.
-func (w *Writer) commitBatch(batch []*request) (int64, error) {
+//
+// When the writer knows the head (it wrote the last batch and nobody wrote
+// since) it takes the fast path, appendSQL. Otherwise, or when the fast path
+// finds the head moved, it locks the head (SELECT ... FOR UPDATE), reads it
+// and writes the batch in that transaction. Either way one transaction holds
+// the head's row lock while it extends the chain, which serializes writers in
+// any number of processes.
+func (w *Writer) commitBatch(batch []prepared) (int64, error) {
 	ctx, cancel := context.WithTimeout(w.runCtx, w.cfg.WriteTimeout)
 	defer cancel()
-	var first int64
+	known := w.head
+	w.head = nil // unknown until this batch is committed
+	if known != nil {
+		c, err := w.chain(*known, batch)
+		if err != nil {
+			return 0, fmt.Errorf("audit: write batch of %d: %w", len(batch), err)
+		}
+		args := append(c.entryArgs(), c.head.args()...)
+		args = append(args, known.lastSeq, known.lastHash[:], known.checkpointSeq)
+		args = append(args, c.cps.args()...)
+		var moved int
+		if err := w.pool.QueryRow(ctx, appendSQL, args...).Scan(&moved); err != nil {
+			return 0, fmt.Errorf("audit: write batch of %d: %w", len(batch), err)
+		}
+		if moved == 1 {
+			w.head = &c.head
+			return c.first, nil
+		}
+		// Another writer moved the head: take the lock.
+	}
+	var c *chained
 	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
 		h, err := lockHead(ctx, tx)
 		if err != nil {
 			return err
 		}
-		now := canonicalTime(w.cfg.Now())
-		n := len(batch)
-		var (
-			seqs          = make([]int64, n)
-			ats           = make([]time.Time, n)
-			cols          [8][]string
-			details       = make([]string, n)
-			prevs, hashes = make([][]byte, n), make([][]byte, n)
-			cps           checkpoints
-			prev          Hash  = Hash(h.lastHash)
-			seq           int64 = h.lastSeq
-		)
-		for i := range cols {
-			cols[i] = make([]string, n)
-		}
-		first = seq + 1
-		for i, req := range batch {
-			seq++
-			e := &req.entry
-			hash := entryHash(prev, seq, e.tail)
-			seqs[i], ats[i], details[i] = seq, e.at, e.detail
-			for c := range cols {
-				cols[c][i] = e.fields[c]
-			}
-			prevs[i], hashes[i] = append([]byte(nil), prev[:]...), append([]byte(nil), hash[:]...)
-			// Keep the promise of the checkpoint in force, and our own.
-			if seq-h.checkpointSeq >= min(h.checkpointGap, w.cfg.CheckpointEvery) {
-				if err := cps.add(w, &h, seq, hash, now); err != nil {
-					return err
-				}
-			}
-			prev = hash
-		}
-		if h.checkpointSeq < seq && h.checkpointAt != nil && now.Sub(*h.checkpointAt) >= w.cfg.CheckpointInterval {
-			if err := cps.add(w, &h, seq, prev, now); err != nil {
-				return err
-			}
+		if c, err = w.chain(h, batch); err != nil {
+			return err
 		}
 		b := &pgx.Batch{}
-		b.Queue(insertEntriesSQL, seqs, ats, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5],
-			cols[6], cols[7], details, prevs, hashes)
-		cps.queue(b)
-		b.Queue(updateHeadSQL, seq, prev[:], h.checkpointSeq, h.checkpointAt, h.checkpointGap)
+		b.Queue(insertEntriesSQL, c.entryArgs()...)
+		if len(c.cps.seq) > 0 {
+			b.Queue(insertCheckpointsSQL, c.cps.args()...)
+		}
+		b.Queue(updateHeadSQL, c.head.args()...)
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
 		return 0, fmt.Errorf("audit: write batch of %d: %w", len(batch), err)
 	}
-	return first, nil
+	w.head = &c.head
+	return c.first, nil
 }
 
 // checkpoint seals the end of the chain if it is unsealed and either force is
@@ -406,39 +519,51 @@ func (w *Writer) commitBatch(batch []*request) (int64, error) {
 func (w *Writer) checkpoint(force bool) error {
 	ctx, cancel := context.WithTimeout(w.runCtx, w.cfg.WriteTimeout)
 	defer cancel()
+	w.head = nil
+	var after head
 	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
 		h, err := lockHead(ctx, tx)
 		if err != nil {
 			return err
 		}
+		after = h
 		now := canonicalTime(w.cfg.Now())
 		if h.lastSeq == h.checkpointSeq ||
 			!force && h.checkpointAt != nil && now.Sub(*h.checkpointAt) < w.cfg.CheckpointInterval {
 			return nil
 		}
 		var cps checkpoints
-		if err := cps.add(w, &h, h.lastSeq, Hash(h.lastHash), now); err != nil {
+		if err := cps.add(w, &h, h.lastSeq, h.lastHash, now); err != nil {
 			return err
 		}
 		b := &pgx.Batch{}
-		cps.queue(b)
-		b.Queue(updateHeadSQL, h.lastSeq, h.lastHash, h.checkpointSeq, h.checkpointAt, h.checkpointGap)
-		return tx.SendBatch(ctx, b).Close()
+		b.Queue(insertCheckpointsSQL, cps.args()...)
+		b.Queue(updateHeadSQL, h.args()...)
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		after = h
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("audit: checkpoint: %w", err)
 	}
+	w.head = &after
 	return nil
 }
 
 func lockHead(ctx context.Context, tx pgx.Tx) (head, error) {
-	var h head
-	err := tx.QueryRow(ctx, lockHeadSQL).Scan(&h.lastSeq, &h.lastHash, &h.checkpointSeq, &h.checkpointAt, &h.checkpointGap)
+	var (
+		h    head
+		hash []byte
+	)
+	err := tx.QueryRow(ctx, lockHeadSQL).Scan(&h.lastSeq, &hash, &h.checkpointSeq, &h.checkpointAt, &h.checkpointGap)
 	if err != nil {
 		return h, fmt.Errorf("lock audit_head: %w", err)
 	}
-	if len(h.lastHash) != HashSize {
-		return h, fmt.Errorf("audit_head: last_hash has %d bytes", len(h.lastHash))
+	if len(hash) != HashSize {
+		return h, fmt.Errorf("audit_head: last_hash has %d bytes", len(hash))
 	}
+	h.lastHash = Hash(hash)
 	return h, nil
 }

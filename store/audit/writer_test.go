@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -270,8 +269,23 @@ func TestCloseFlushes(t *testing.T) {
 			ok.Add(1)
 		})
 	}
-	// Let the writer take the entries into its (waiting) batch.
-	time.Sleep(300 * time.Millisecond)
+	// Wait until all entries sit in the open batch, waiting for MaxDelay.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		w.mu.Lock()
+		queued := 0
+		if w.open != nil {
+			queued = len(w.open.entries)
+		}
+		w.mu.Unlock()
+		if queued == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d entries queued", queued, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	var count int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM audit_entry`).Scan(&count); err != nil {
 		t.Fatal(err)
@@ -335,8 +349,9 @@ func TestFailedBatch(t *testing.T) {
 	mustVerifyOK(t, ctx, pool, keys)
 }
 
-// TestCheckpointInterval checks the time-based checkpoints: in a batch, and
-// by the idle tick.
+// TestCheckpointInterval checks the time-based checkpoints: a batch seals
+// itself when the last checkpoint is older than CheckpointInterval, and an
+// idle writer seals the tail on its tick.
 func TestCheckpointInterval(t *testing.T) {
 	ctx := testContext(t)
 	pool := storetest.NewPool(t)
@@ -344,8 +359,6 @@ func TestCheckpointInterval(t *testing.T) {
 	var clock atomic.Int64
 	clock.Store(time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC).UnixNano())
 	now := func() time.Time { return time.Unix(0, clock.Load()) }
-	w := newWriter(t, pool, WriterConfig{Signer: keys.signer, CheckpointEvery: 1000, CheckpointInterval: 200 * time.Millisecond, Now: now})
-
 	lastCheckpoint := func() int64 {
 		var s int64
 		if err := pool.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM audit_checkpoint`).Scan(&s); err != nil {
@@ -353,18 +366,19 @@ func TestCheckpointInterval(t *testing.T) {
 		}
 		return s
 	}
+
+	// The real ticker (an hour) never fires here: only the fake clock moves.
+	w := newWriter(t, pool, WriterConfig{Signer: keys.signer, CheckpointInterval: time.Hour, Now: now})
 	steps := []struct {
 		name    string
 		advance time.Duration
 		appends int
-		wait    time.Duration
 		want    int64
 	}{
 		{name: "first entry is sealed", appends: 1, want: 1},
-		{name: "within the interval", advance: 100 * time.Millisecond, appends: 2, want: 1},
-		{name: "due in the batch", advance: 150 * time.Millisecond, appends: 1, want: 4},
-		{name: "unsealed tail", appends: 2, want: 4},
-		{name: "sealed by the idle tick", advance: time.Second, wait: time.Second, want: 6},
+		{name: "within the interval", advance: 30 * time.Minute, appends: 2, want: 1},
+		{name: "due in the batch", advance: 40 * time.Minute, appends: 1, want: 4},
+		{name: "unsealed tail", advance: time.Minute, appends: 2, want: 4},
 	}
 	for _, s := range steps {
 		clock.Add(int64(s.advance))
@@ -373,10 +387,32 @@ func TestCheckpointInterval(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		time.Sleep(s.wait)
 		if got := lastCheckpoint(); got != s.want {
 			t.Fatalf("%s: last checkpoint %d, want %d", s.name, got, s.want)
 		}
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := lastCheckpoint(); got != 6 {
+		t.Fatalf("after Close: last checkpoint %d, want 6", got)
+	}
+
+	// An idle writer with a short interval seals the tail on its tick.
+	w = newWriter(t, pool, WriterConfig{Signer: keys.signer, CheckpointInterval: 50 * time.Millisecond, Now: now})
+	if _, err := w.Append(ctx, entry(7)); err != nil {
+		t.Fatal(err)
+	}
+	if got := lastCheckpoint(); got != 6 {
+		t.Fatalf("before the tick: last checkpoint %d, want 6", got)
+	}
+	clock.Add(int64(time.Second))
+	deadline := time.Now().Add(10 * time.Second)
+	for lastCheckpoint() != 7 {
+		if time.Now().After(deadline) {
+			t.Fatal("the idle tick did not seal entry 7")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	mustVerifyOK(t, ctx, pool, keys)
 }
@@ -464,5 +500,3 @@ func TestVerifyBigChain(t *testing.T) {
 		t.Fatalf("report %+v", r)
 	}
 }
-
-var _ = context.Background

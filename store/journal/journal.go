@@ -138,20 +138,23 @@ func New(pool *pgxpool.Pool) *Journal {
 }
 
 const recordSQL = `
-WITH ins AS (
-    INSERT INTO message (id, direction, kind, peer, raw, state, last_code, last_reason, correlation_id)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULLIF($9, ''))
+WITH now AS (
+    SELECT clock_timestamp() AS t
+), ins AS (
+    INSERT INTO message (id, direction, kind, peer, raw, state, last_code, last_reason, correlation_id, created_at, updated_at)
+    SELECT $1::uuid, $2::text, $3::text, $4::text, $5::bytea, $6::text, $7::text, $8::text, NULLIF($9::text, ''), t, t
+    FROM now
     ON CONFLICT (id, direction) DO NOTHING
     RETURNING id, direction, state, created_at
 ), dup AS (
-    SELECT m.id, m.direction, CASE WHEN m.raw = $5 THEN NULL ELSE $5::bytea END AS raw
+    SELECT m.id, m.direction, CASE WHEN m.raw = $5::bytea THEN NULL ELSE $5::bytea END AS raw
     FROM message m
-    WHERE m.id = $1 AND m.direction = $2 AND NOT EXISTS (SELECT 1 FROM ins)
+    WHERE m.id = $1::uuid AND m.direction = $2::text AND NOT EXISTS (SELECT 1 FROM ins)
 )
 INSERT INTO message_event (message_id, direction, state, at, code, reason, raw)
-SELECT id, direction, state, created_at, $7, $8, NULL FROM ins
+SELECT id, direction, state, created_at, $7::text, $8::text, NULL FROM ins
 UNION ALL
-SELECT id, direction, 'received_again', clock_timestamp(), $7, $8, raw FROM dup
+SELECT id, direction, 'received_again', (SELECT t FROM now), $7::text, $8::text, raw FROM dup
 RETURNING state = 'received_again'`
 
 // Record journals m with its initial state m.State. If (m.ID, m.Direction) is
