@@ -58,6 +58,12 @@ type harness struct {
 	toMin    <-chan amqp.Delivery
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+	newRelay func() *routes.Relay
+	rootCtx  context.Context
+	relayCtl struct {
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
 }
 
 type harnessOpts struct {
@@ -128,15 +134,21 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	}
 	hubOpener, err := envelope.NewOpener(envelope.OpenerConfig{Keys: h.hubKeys, Kinds: kinds, Now: now})
 	must(t, err)
-	hubSealer, err := envelope.NewSealer(envelope.SealerConfig{Keys: h.hubKeys, Now: now})
+	// The hub seals with the real clock: the injected one drives the
+	// receiving side (time window, gap timeout) only.
+	hubSealer, err := envelope.NewSealer(envelope.SealerConfig{Keys: h.hubKeys})
 	must(t, err)
 	resend := o.resend
 	if resend == (routes.ResendPolicy{}) {
 		resend = routes.ResendPolicy{Initial: time.Hour, Max: time.Hour, GiveUp: 24 * time.Hour}
 	}
-	h.relay, err = routes.NewRelay(routes.RelayConfig{Pool: h.pool, AMQPURL: amqpURL, Sealer: hubSealer, Journal: jr, Audit: h.audit,
-		Logger: logger, Resend: resend, PollInterval: 50 * time.Millisecond, RetryDelay: 100 * time.Millisecond})
-	must(t, err)
+	h.newRelay = func() *routes.Relay {
+		r, err := routes.NewRelay(routes.RelayConfig{Pool: h.pool, AMQPURL: amqpURL, Sealer: hubSealer, Journal: jr, Audit: h.audit,
+			Logger: logger, Resend: resend, PollInterval: 50 * time.Millisecond, RetryDelay: 100 * time.Millisecond})
+		must(t, err)
+		return r
+	}
+	h.relay = h.newRelay()
 	h.inbound, err = routes.NewInbound(routes.InboundConfig{
 		Node: hubNode, Pool: h.pool, AMQPURL: amqpURL, Queue: hubQueue, Exchange: h.exchange, RoutingKey: mpsbus.RoutingKey,
 		Opener: hubOpener, Payloads: checker, Registry: h.registry, Journal: jr, Audit: h.audit, DeadLetters: dl,
@@ -152,11 +164,30 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	must(t, err)
 
 	rctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	h.wg.Add(2)
-	go func() { defer h.wg.Done(); h.relay.Run(rctx) }()
+	h.cancel, h.rootCtx = cancel, rctx
+	h.wg.Add(1)
 	go func() { defer h.wg.Done(); h.inbound.Run(rctx) }()
+	h.startRelay(rctx)
 	return h
+}
+
+// startRelay runs h.relay until ctx ends or stopRelay.
+func (h *harness) startRelay(ctx context.Context) {
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	h.relayCtl.cancel, h.relayCtl.done = cancel, done
+	r := h.relay
+	h.wg.Add(1)
+	go func() { defer h.wg.Done(); defer close(done); r.Run(rctx) }()
+}
+
+// restartRelay stops the relay and starts a new one on the same database,
+// as a hub restart does: what it knows comes from the outbox rows only.
+func (h *harness) restartRelay() {
+	h.relayCtl.cancel()
+	<-h.relayCtl.done
+	h.relay = h.newRelay()
+	h.startRelay(h.rootCtx)
 }
 
 func (h *harness) stop() {

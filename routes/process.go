@@ -98,7 +98,7 @@ func (in *Inbound) sequence(ctx context.Context, tx pgx.Tx, it *item, code, reas
 	case it.seq > next:
 		err := exchange.Hold(ctx, tx, exchange.Held{
 			Sender: m.From, PersonNo: it.personNo, Seq: it.seq, ID: m.ID, Kind: m.Kind, Corr: m.Corr, TS: m.TS,
-			Raw: it.raw, Payload: it.payload, Code: code, Reason: reason,
+			Raw: it.raw, Payload: it.payload, Code: code, Reason: reason, HeldSince: in.cfg.Now(),
 		})
 		if errors.Is(err, exchange.ErrSeqTaken) {
 			return in.reject(ctx, tx, it.d.RoutingKey, m, it.raw, string(envelope.CodeStateConflict),
@@ -148,21 +148,14 @@ func (in *Inbound) apply(ctx context.Context, tx pgx.Tx, routingKey string, m *e
 	if code != string(envelope.CodeOK) {
 		return in.reject(ctx, tx, routingKey, m, raw, code, reason)
 	}
-	sp, err := tx.Begin(ctx) // savepoint: a refused effect leaves nothing behind
-	if err != nil {
-		return nil, err
-	}
-	err = in.cfg.Registry.Apply(ctx, sp, registry.Message{ID: m.ID, Direction: registry.In, Node: m.From, Kind: m.Kind, Corr: m.Corr, Payload: typed, At: in.cfg.Now()})
+	// A refused effect leaves nothing behind: Registry.Apply works in a
+	// savepoint of its own (a second one here cost two round trips per
+	// message).
+	err := in.cfg.Registry.Apply(ctx, tx, registry.Message{ID: m.ID, Direction: registry.In, Node: m.From, Kind: m.Kind, Corr: m.Corr, Payload: typed, At: in.cfg.Now()})
 	var coded envelope.Coded
 	switch {
 	case err == nil || errors.Is(err, registry.ErrAlreadyApplied):
-		if err := sp.Commit(ctx); err != nil {
-			return nil, err
-		}
 	case errors.As(err, &coded):
-		if rbErr := sp.Rollback(ctx); rbErr != nil {
-			return nil, rbErr
-		}
 		return in.reject(ctx, tx, routingKey, m, raw, coded.ResultCode(), reasonOf(err))
 	default:
 		return nil, err
@@ -212,7 +205,6 @@ func (in *Inbound) reject(ctx context.Context, tx pgx.Tx, routingKey string, m *
 	}
 	return []audit.Entry{in.auditEntry(m, code, reason)}, nil
 }
-
 
 // receipt correlates a receipt with the filing it answers.
 func (in *Inbound) receipt(ctx context.Context, tx pgx.Tx, it *item) ([]audit.Entry, error) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -236,4 +237,84 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// clock is an injectable clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// TestGapTimeoutInjectedClock: with the spec's 10-minute gap timeout on an
+// injected clock, a held message is still held at 9 min 59 s and rejected
+// with E140 past 10 minutes.
+func TestGapTimeoutInjectedClock(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	h := newHarness(t, harnessOpts{gap: 10 * time.Minute, now: clk.Now})
+	v := vectorPayloads(t)
+	id2, _ := h.down("keyperson.change", "", v["02-keyperson.change.json"])
+	h.quiet(500 * time.Millisecond) // held: no receipt yet
+	clk.Add(9*time.Minute + 59*time.Second)
+	h.quiet(500 * time.Millisecond)
+	clk.Add(2 * time.Second)
+	r := h.receipts(1)
+	expect(t, r, id2, "REJECTED", "E140")
+}
+
+// TestInternalErrorE199: a failure of the hub's own storage answers E199
+// (the sender resends later), keeps the message as a dead letter, and the
+// resend is processed afresh once the fault is gone.
+func TestInternalErrorE199(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	ctx := context.Background()
+	v := vectorPayloads(t)
+	// Fault injection on the test's own database: person rows of this
+	// personNo cannot be written.
+	_, err := h.pool.Exec(ctx, `ALTER TABLE person ADD CONSTRAINT test_fault CHECK (person_no <> '32010620261126000017')`)
+	must(t, err)
+	id1, _ := h.down("keyperson.register", "", v["01-keyperson.register.json"])
+	expect(t, h.receipts(1), id1, "REJECTED", "E199")
+	dl, _ := deadletter.New(h.pool, deadletter.Config{})
+	letters, err := dl.List(ctx, deadletter.Filter{Code: "E199"})
+	must(t, err)
+	if len(letters) != 1 || letters[0].MessageID != id1 || letters[0].RoutingKey == "" {
+		t.Fatalf("E199 dead letters: %+v", letters)
+	}
+	_, err = h.pool.Exec(ctx, `ALTER TABLE person DROP CONSTRAINT test_fault`)
+	must(t, err)
+	h.down("keyperson.register", id1, v["01-keyperson.register.json"])
+	expect(t, h.receipts(1), id1, "ACCEPTED", "0000")
+}
+
+// TestResendAcrossRestart: the resend schedule lives in the database, so a
+// new relay (a restarted hub) resends an unanswered filing with its id.
+func TestResendAcrossRestart(t *testing.T) {
+	h := newHarness(t, harnessOpts{resend: resendPolicy(time.Second, 2*time.Second, time.Hour)})
+	ctx := context.Background()
+	v := vectorPayloads(t)
+	payload, _ := json.Marshal(v["01-keyperson.register.json"])
+	res, err := h.filing.File(ctx, fileReq("keyperson.register", payload))
+	must(t, err)
+	first, ok := h.next(5 * time.Second)
+	if !ok || first.msg.ID != res.ID {
+		t.Fatalf("first send: %v", ok)
+	}
+	h.restartRelay()
+	again, ok := h.next(5 * time.Second)
+	if !ok || again.msg.ID != res.ID {
+		t.Fatalf("no resend after the restart")
+	}
+	// The attempt is recorded in the relay's transaction, which commits
+	// after the broker's confirm.
+	waitFor(t, func() bool {
+		o, err := exchange.Get(ctx, h.pool, res.ID)
+		return err == nil && o.Attempts == 2
+	})
 }

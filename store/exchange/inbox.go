@@ -145,11 +145,16 @@ type Held struct {
 	HeldSince time.Time
 }
 
-// Hold stores a message that arrived ahead of a gap.
+// Hold stores a message that arrived ahead of a gap, held since
+// h.HeldSince (the database clock when zero).
 func Hold(ctx context.Context, tx store.Querier, h Held) error {
-	tag, err := tx.Exec(ctx, `INSERT INTO reseq_held (sender, person_no, seq, id, kind, corr, ts, raw, payload, code, reason)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING`,
-		h.Sender, h.PersonNo, h.Seq, h.ID, h.Kind, h.Corr, h.TS, h.Raw, h.Payload, h.Code, h.Reason)
+	since := &h.HeldSince
+	if h.HeldSince.IsZero() {
+		since = nil // the database clock
+	}
+	tag, err := tx.Exec(ctx, `INSERT INTO reseq_held (sender, person_no, seq, id, kind, corr, ts, raw, payload, code, reason, held_since)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12, clock_timestamp())) ON CONFLICT DO NOTHING`,
+		h.Sender, h.PersonNo, h.Seq, h.ID, h.Kind, h.Corr, h.TS, h.Raw, h.Payload, h.Code, h.Reason, since)
 	if err != nil {
 		return fmt.Errorf("exchange: hold %s/%s/%d: %w", h.Sender, h.PersonNo, h.Seq, err)
 	}
