@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"zhianhub/adapters/api"
 	"zhianhub/adapters/mpsbus"
 	"zhianhub/cmd/zhianhub/internal/config"
 	"zhianhub/contracts"
@@ -114,7 +115,15 @@ func (b *busRoutes) ready(context.Context) error {
 }
 
 // mount adds the bus API to the router (the portal API mounts more).
-func (b *busRoutes) mount(r chi.Router) {}
+func (b *busRoutes) mount(r chi.Router) {
+	if err := api.Mount(r, api.Config{
+		Pool: b.pool, Registry: b.registry, Filing: b.filing, Audit: b.audit, Journal: journal.New(b.pool),
+		DevIdentity: b.cfg.DevIdentity, Logger: b.logger,
+	}); err != nil {
+		// Only a programming error (a nil dependency) gets here.
+		b.logger.Error("the HTTP API is not mounted", "err", err)
+	}
+}
 
 // start runs the topology set-up, then the relay, the inbound route and
 // the control-expiry job, until ctx ends.

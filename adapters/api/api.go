@@ -1,0 +1,209 @@
+// Package api is the hub's HTTP API under /api/v1: filing key-person
+// records up to the Ministry (备案), reading the records the hub holds with
+// their history, controls and verification tasks, signing tasks, and
+// following filings that await a receipt. The OpenAPI 3.0 document of every
+// endpoint is served at /api/v1/openapi.json.
+//
+// Every request carries an identity (Authenticator). Until the portal brings
+// real authentication, the only authenticator is the development identity
+// of the X-Dev-User, X-Dev-Unit and X-Dev-Roles headers, accepted only when
+// Config.DevIdentity is true (the configuration refuses it in production);
+// otherwise every request is answered 401.
+//
+// Personal data is masked by default: the ID number and name with
+// registry.MaskIDNo and registry.MaskName, addresses by MaskAddress, the
+// birth date down to its year. Clear values need the role "unmask" and a
+// stated reason. Every read of a person's record, history or controls and
+// every search by ID number is audited before the data is returned; a
+// failed audit fails the request.
+//
+// Answers are JSON with English camelCase names; errors are
+// {"code":"E…","message":"<Chinese text>"}. Nothing here filters, scores or
+// counts people by ethnicity, religion or health (the records carry no such
+// data).
+//
+// Decisions:
+//
+//   - Status of a refusal by code: E100 and E102 → 400, E120-E122 → 422
+//     (the message names the field path), E130 → 409, E131 → 404; bad
+//     query or path values → 400 E100 naming the parameter; no identity →
+//     401 E401; a role missing → 403 E403; no route → 404 E404; wrong
+//     method → 405 E405; anything else → 500 E199.
+//   - Each read of personal data writes exactly one audit entry, before the
+//     answer: person.read (masked record, history, controls), person.unmask
+//     (clear record; result "denied" for a refused attempt, with the
+//     refusal as reason), person.search (lookup by ID number; the object is
+//     the masked number, never the number). Tasks and filings carry no ID
+//     number, name or address (filings are shown without their payload)
+//     and are not audited as reads.
+//   - task.sign through /tasks/{taskNo}/sign takes personNo, taskNo and
+//     corr (the issuing message id) from the task; the unit defaults to
+//     the caller's X-Dev-Unit, signedAt to now. POST /filings/{kind}
+//     accepts corr (query) for task.sign only.
+//   - A filing committed to the outbox whose audit then failed is answered
+//     202 (it will be published; answering 500 would invite a second
+//     filing) and logged as an error.
+//   - OpenAPI forbids two templates that differ only in parameter names, so
+//     the document names the parameter of POST /filings/{kind} and
+//     GET /filings/{id} "kindOrId".
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"zhianhub/adapters/httpapi"
+	"zhianhub/routes"
+	"zhianhub/store/audit"
+	"zhianhub/store/journal"
+	"zhianhub/store/registry"
+)
+
+// Prefix is where Mount puts the API.
+const Prefix = "/api/v1"
+
+// MaxBodyBytes bounds a request body.
+const MaxBodyBytes = 1 << 20
+
+// Config configures the API.
+type Config struct {
+	Pool     *pgxpool.Pool
+	Registry *registry.Registry
+	Filing   *routes.Filing
+	Audit    *audit.Writer
+	Journal  *journal.Journal
+	// DevIdentity accepts the development identity headers (DevHeaders).
+	// When false and Authenticator is nil, every request is refused.
+	DevIdentity bool
+	// Logger receives internal errors. Default: discard.
+	Logger *slog.Logger
+	// Authenticator identifies the caller. Default: DevHeaders when
+	// DevIdentity is true, else Refuse.
+	Authenticator Authenticator
+	// Now is the clock of defaulted times (a task's signedAt). Default
+	// time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Authenticator == nil {
+		if c.DevIdentity {
+			c.Authenticator = DevHeaders{}
+		} else {
+			c.Authenticator = Refuse{}
+		}
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports whether the configuration can be used (after defaults).
+func (c Config) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		name    string
+		missing bool
+	}{
+		{"Pool", c.Pool == nil}, {"Registry", c.Registry == nil}, {"Filing", c.Filing == nil},
+		{"Audit", c.Audit == nil}, {"Journal", c.Journal == nil}, {"Logger", c.Logger == nil},
+		{"Authenticator", c.Authenticator == nil}, {"Now", c.Now == nil},
+	} {
+		if f.missing {
+			errs = append(errs, fmt.Errorf("%s is required", f.name))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("api: invalid config: %w", err)
+	}
+	return nil
+}
+
+// server holds the handlers' dependencies.
+type server struct {
+	cfg Config
+}
+
+// Mount adds the API under Prefix to r.
+func Mount(r chi.Router, cfg Config) error {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	s := &server{cfg: cfg}
+	r.Route(Prefix, func(r chi.Router) {
+		r.Use(s.authenticate)
+		r.NotFound(s.handle(func(http.ResponseWriter, *http.Request) error {
+			return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "接口不存在"}
+		}))
+		r.MethodNotAllowed(s.handle(func(http.ResponseWriter, *http.Request) error {
+			return &Error{Status: http.StatusMethodNotAllowed, Code: CodeMethod, Message: "该接口不支持此请求方法"}
+		}))
+		r.Get("/openapi.json", s.handle(s.openAPIDoc))
+
+		r.Post("/filings/{kind}", s.handle(s.postFiling))
+		r.Get("/filings", s.handle(s.listFilings))
+		r.Get("/filings/{id}", s.handle(s.getFiling))
+
+		r.Get("/persons", s.handle(s.findPersons))
+		r.Get("/persons/{personNo}", s.handle(s.getPerson))
+		r.Get("/persons/{personNo}/history", s.handle(s.personHistory))
+		r.Get("/persons/{personNo}/controls", s.handle(s.personControls))
+
+		r.Get("/tasks", s.handle(s.listTasks))
+		r.Get("/tasks/{taskNo}", s.handle(s.getTask))
+		r.Post("/tasks/{taskNo}/sign", s.handle(s.signTask))
+	})
+	return nil
+}
+
+// handle adapts a handler that returns an error: an *Error is answered with
+// its status and code, anything else is logged and answered 500 E199.
+func (s *server) handle(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		err := h(w, r)
+		if err == nil {
+			return
+		}
+		var e *Error
+		if errors.As(err, &e) {
+			httpapi.WriteError(w, e.Status, e.Code, e.Message)
+			return
+		}
+		s.cfg.Logger.ErrorContext(r.Context(), "api request failed", "err", err, "method", r.Method,
+			"path", r.URL.Path, "request_id", httpapi.RequestID(r.Context()))
+		httpapi.WriteError(w, http.StatusInternalServerError, httpapi.CodeInternal, httpapi.MessageInternal)
+	}
+}
+
+// record appends an audit entry for the request's identity. The entry is
+// written even if the client goes away.
+func (s *server) record(ctx context.Context, e audit.Entry) error {
+	id, _ := IdentityFrom(ctx)
+	if e.Actor == "" {
+		e.Actor = id.User
+	}
+	if e.Unit == "" {
+		e.Unit = id.Unit
+	}
+	if e.Role == "" {
+		e.Role = id.RoleList()
+	}
+	e.CorrelationID = httpapi.RequestID(ctx)
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if _, err := s.cfg.Audit.Append(actx, e); err != nil {
+		return fmt.Errorf("api: audit %s: %w", e.Action, err)
+	}
+	return nil
+}
