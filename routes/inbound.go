@@ -274,7 +274,10 @@ func (in *Inbound) open(it *item) {
 	}
 }
 
-// shardOf keeps every message of one (sender, personNo) on one shard.
+// shardOf keeps every message of one (sender, personNo) on one shard, and
+// every receipt answering one message: two batches then never lock the same
+// outbox row in opposite orders (a deadlock when a filing's ACCEPTED and
+// DUPLICATE receipts wait in the queue together, as after a crash).
 func (in *Inbound) shardOf(it *item) int {
 	h := fnv.New32a()
 	switch {
@@ -282,6 +285,10 @@ func (in *Inbound) shardOf(it *item) int {
 		h.Write([]byte(it.msg.From))
 		h.Write([]byte{0})
 		h.Write([]byte(it.personNo))
+	case it.msg != nil && it.msg.Kind == "receipt" && it.msg.Corr != "":
+		h.Write([]byte(it.msg.From))
+		h.Write([]byte{1})
+		h.Write([]byte(it.msg.Corr))
 	default:
 		h.Write(it.rawSM3[:8])
 	}

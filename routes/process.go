@@ -235,7 +235,15 @@ func (in *Inbound) receipt(ctx context.Context, tx pgx.Tx, it *item) ([]audit.En
 	}
 	if changed {
 		refID, _ := uuid.Parse(r.Ref)
-		if err := in.cfg.Journal.Transition(ctx, tx, refID, journal.Out, journal.StateReceipted, r.Code, r.Status+" "+r.Reason); err != nil && !errors.Is(err, journal.ErrNotFound) {
+		err := in.cfg.Journal.Transition(ctx, tx, refID, journal.Out, journal.StateReceipted, r.Code, r.Status+" "+r.Reason)
+		if errors.Is(err, journal.ErrNotFound) {
+			// The relay published the filing but crashed before its
+			// commit, and the receipt came first: journal it now (its
+			// sealed bytes were not kept; the payload is in the outbox).
+			_, err = in.cfg.Journal.Record(ctx, tx, journal.Message{ID: refID, Direction: journal.Out, Kind: filing.Kind, Peer: filing.ToNode,
+				Raw: filing.Payload, State: journal.StateReceipted, Code: r.Code, Reason: "receipt before the send was recorded (relay crash); raw = payload, not the envelope"})
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
