@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -47,6 +48,11 @@ func (in *Inbound) process(ctx context.Context, tx pgx.Tx, it *item) ([]audit.En
 			return []audit.Entry{in.auditEntry(m, prev.Code, "duplicate of an answered message")}, nil
 		}
 		return nil, nil
+	}
+	if len(it.cleanings) > 0 {
+		// Cleaning at the boundary is journaled: which fields, which
+		// operations (never the values).
+		jm.Reason = "cleaned: " + strings.Join(it.cleanings, "; ")
 	}
 	if _, err := in.cfg.Journal.Record(ctx, tx, jm); err != nil {
 		return nil, err

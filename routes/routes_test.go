@@ -7,13 +7,17 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"zhianhub/envelope"
 	"zhianhub/store/deadletter"
 	"zhianhub/store/exchange"
+	"zhianhub/store/journal"
 	"zhianhub/store/registry"
 )
 
@@ -317,4 +321,58 @@ func TestResendAcrossRestart(t *testing.T) {
 		o, err := exchange.Get(ctx, h.pool, res.ID)
 		return err == nil && o.Attempts == 2
 	})
+}
+
+// TestTaskSignDownwardAndCleaning: the hub files a verification task up;
+// the Ministry relays the sign-off down (corr = the task's message id) and
+// the task is SIGNED. A register sent with full-width digits and a
+// lower-case check character is cleaned at the boundary, accepted, and the
+// cleaning is journaled (fields and operations, never values).
+func TestTaskSignDownwardAndCleaning(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	ctx := context.Background()
+	v := vectorPayloads(t)
+	reg := clone(v["07-keyperson.register.json"])
+	idNo := reg["idNo"].(string) // ends in X
+	full := ""
+	for _, r := range idNo[:6] {
+		full += string(r - '0' + '０')
+	}
+	reg["idNo"] = full + idNo[6:17] + "x"
+	regID, _ := h.down("keyperson.register", "", reg)
+	expect(t, h.receipts(1), regID, "ACCEPTED", "0000")
+	jr := journal.New(h.pool)
+	m, err := jr.Get(ctx, uuid.MustParse(regID), journal.In)
+	must(t, err)
+	events, err := jr.Events(ctx, m.ID, journal.In)
+	must(t, err)
+	if len(events) == 0 || !strings.Contains(events[0].Reason, "idNo: fullwidth-digits,upper-x") || strings.Contains(events[0].Reason, idNo[6:17]) {
+		t.Errorf("cleaning not journaled as expected: %+v", events)
+	}
+	found, err := h.registry.FindByIDNo(ctx, h.pool, idNo)
+	must(t, err)
+	if len(found) != 1 {
+		t.Fatalf("cleaned ID number not found by blind index: %d", len(found))
+	}
+
+	task := map[string]any{"personNo": reg["personNo"], "taskNo": "31010420261127000777", "items": []string{"identity", "address"},
+		"assignedUnit": "310104000000", "deadline": "2026-12-10T18:00:00.000+08:00", "note": "核实居住情况（测试数据）"}
+	b, _ := json.Marshal(task)
+	res, err := h.filing.File(ctx, fileReq("keyperson.task", b))
+	must(t, err)
+	if sent, ok := h.next(5 * time.Second); !ok || sent.msg.ID != res.ID {
+		t.Fatal("task filing not sent")
+	}
+	sign := map[string]any{"personNo": reg["personNo"], "seq": 2, "taskNo": "31010420261127000777", "unit": "320106000000",
+		"officer": "1023456", "signedAt": time.Now().Format("2006-01-02T15:04:05.000Z07:00")}
+	p, _ := json.Marshal(sign)
+	env, signID, err := h.sealer.Seal(envelope.Outgoing{Kind: "keyperson.task.sign", To: hubNode, Corr: res.ID, Payload: p})
+	must(t, err)
+	h.publish("keyperson.task.sign", signID, env)
+	expect(t, h.receipts(1), signID, "ACCEPTED", "0000")
+	tk, err := h.registry.GetTask(ctx, h.pool, "31010420261127000777")
+	must(t, err)
+	if tk.State != registry.TaskSigned {
+		t.Errorf("task state %s, want %s", tk.State, registry.TaskSigned)
+	}
 }
