@@ -61,8 +61,12 @@ test: services
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 $(PKGS)
 
+# bench runs the benchmarks one package at a time (-p 1: they share the two
+# cores with PostgreSQL and RabbitMQ); each prints its baseline and ratio.
 bench: services
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime=$(BENCHTIME) -timeout $(BENCHTIMEOUT) $(PKGS)
+	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkEnvelope' -benchmem -benchtime=$(BENCHTIME) -timeout $(BENCHTIMEOUT) ./envelope/
+	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkJournalAudit' -benchtime=3s -timeout $(BENCHTIMEOUT) ./store/audit/
+	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkInboundRoute' -benchtime=1x -timeout $(BENCHTIMEOUT) ./routes/
 
 # fuzz runs every Fuzz target of every package for FUZZTIME.
 fuzz:

@@ -85,7 +85,10 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *h
 	if err = store.Migrate(ctx, cfg.Database.URL); err != nil {
 		return nil, err
 	}
-	if h.pool, err = store.Open(ctx, cfg.Database.URL, store.PoolConfig{}); err != nil {
+	// One connection per inbound shard, plus the relay, the audit writer,
+	// the gap sweeper and the API (pgx's default, 4 on two cores, halved
+	// the inbound route's throughput in BenchmarkInboundRoute).
+	if h.pool, err = store.Open(ctx, cfg.Database.URL, store.PoolConfig{MaxConns: inboundShards + 8}); err != nil {
 		return nil, err
 	}
 	if h.audit, err = audit.NewWriter(h.pool, audit.WriterConfig{
