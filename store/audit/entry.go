@@ -7,6 +7,37 @@
 // audit_head, so several hub processes extend one chain. Verify re-reads the
 // whole chain and names the first entry that does not check out.
 //
+// # Staged auditing
+//
+// Append is awaited: the entry is in the chain when it returns, at the price
+// of a transaction (shared by the batch) apart from the caller's. Stage (and
+// StageBatch) instead insert the entry into audit_pending through the
+// caller's own transaction, so it commits atomically with the effect it
+// records and costs one INSERT there (BeginFunc, or QueueStage on a
+// caller's pgx.Batch, sends it with the COMMIT or other statements, saving
+// its round trip). The Writer's chainer moves committed staged entries into
+// the chain in the background, PendingBatchSize per transaction (entries,
+// checkpoints, deletion of the pending rows and the head move commit
+// together under the head's row lock, so each staged entry is chained
+// exactly once even with chainers in several processes). Chaining
+// transactions commit asynchronously (see asyncCommit): one lost in a
+// PostgreSQL crash is lost whole and done again from audit_pending.
+//
+// Chain order for staged entries is pending id order among the rows
+// committed when the chainer reads them, that is, roughly the order in which
+// the staging transactions committed: neither strictly id order (a
+// transaction that took a lower id but commits later is chained later) nor
+// At order (At is kept from staging). Verify does not require At to grow.
+//
+// A staged entry is covered by the chain only once chained: until then
+// (PendingPoll, 200 ms by default, or the time until some Writer runs again
+// after a crash) it sits in audit_pending, where an attacker with rights on
+// the database can delete or change it undetected; the triggers refuse
+// UPDATE and TRUNCATE as a guard against mistakes only. Report.Pending shows
+// how many entries are waiting. A row that breaks the entry rules (possible
+// only by inserting into audit_pending directly) is chained as a substitute
+// entry, ActionInvalidPending, so it neither stops the chain nor vanishes.
+//
 // # What the chain protects against
 //
 // The tables are append-only by trigger, but an attacker with full rights on
@@ -39,6 +70,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -87,7 +119,24 @@ type prepared struct {
 	tail   []byte
 }
 
+// prepare validates and canonicalizes e (canonicalize) and encodes the
+// part of the canonical entry that does not depend on its seq.
 func prepare(e Entry, now func() time.Time) (prepared, error) {
+	p, err := canonicalize(e, now)
+	if err != nil {
+		return p, err
+	}
+	f := &p.fields
+	p.tail = entryTail(p.at, f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], p.detail)
+	return p, nil
+}
+
+// canonicalize applies the entry rules shared by Append and Stage: At (now()
+// when zero) in UTC truncated to microseconds, within years 1-9999; Actor,
+// Action and Result present; text valid UTF-8 without NUL and at most
+// MaxFieldSize bytes; Detail a JSON object, kept as CanonicalJSON of at most
+// MaxDetailSize bytes. It leaves p.tail nil.
+func canonicalize(e Entry, now func() time.Time) (prepared, error) {
 	var p prepared
 	at := e.At
 	if at.IsZero() {
@@ -118,15 +167,69 @@ func prepare(e Entry, now func() time.Time) (prepared, error) {
 			return p, fmt.Errorf("%w: detail: %v", ErrInvalidEntry, err)
 		}
 	}
-	canon, err := CanonicalJSON(doc)
+	canon, err := canonicalDetail(doc)
 	if err != nil {
-		return p, fmt.Errorf("%w: %v", ErrInvalidEntry, err)
+		return p, err
 	}
-	if len(canon) > MaxDetailSize {
-		return p, fmt.Errorf("%w: detail is longer than %d bytes", ErrInvalidEntry, MaxDetailSize)
-	}
-	p.detail = string(canon)
-	f := p.fields
-	p.tail = entryTail(at, f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], p.detail)
+	p.detail = canon
 	return p, nil
+}
+
+// canonicalDetail returns CanonicalJSON(doc) as a string, checked against
+// MaxDetailSize, through detailCache.
+func canonicalDetail(doc []byte) (string, error) {
+	if canon, ok := detailCache.get(doc); ok {
+		return canon, nil
+	}
+	b, err := CanonicalJSON(doc)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrInvalidEntry, err)
+	}
+	if len(b) > MaxDetailSize {
+		return "", fmt.Errorf("%w: detail is longer than %d bytes", ErrInvalidEntry, MaxDetailSize)
+	}
+	canon := string(b)
+	detailCache.put(doc, canon)
+	return canon, nil
+}
+
+// detailCache maps small JSON documents to their canonical form. Most
+// details repeat (kind, direction, queue), and both the callers of Append
+// and Stage and the chainer canonicalize each of them. CanonicalJSON is a
+// function of its input bytes, so the cache changes nothing but the time.
+var detailCache = canonCache{m: make(map[string]string)}
+
+const (
+	// maxCachedDetail bounds the documents detailCache keeps, in bytes.
+	maxCachedDetail = 512
+	// maxCanonCache is the most documents detailCache keeps; it starts over
+	// when full.
+	maxCanonCache = 4096
+)
+
+type canonCache struct {
+	mu sync.RWMutex
+	m  map[string]string
+}
+
+func (c *canonCache) get(doc []byte) (string, bool) {
+	if len(doc) > maxCachedDetail {
+		return "", false
+	}
+	c.mu.RLock()
+	canon, ok := c.m[string(doc)]
+	c.mu.RUnlock()
+	return canon, ok
+}
+
+func (c *canonCache) put(doc []byte, canon string) {
+	if len(doc) > maxCachedDetail {
+		return
+	}
+	c.mu.Lock()
+	if len(c.m) >= maxCanonCache {
+		clear(c.m)
+	}
+	c.m[string(doc)] = canon
+	c.mu.Unlock()
 }

@@ -76,6 +76,10 @@ type Report struct {
 	// where it first goes wrong.
 	OK       bool
 	FirstBad *Problem
+	// Pending counts the staged entries (audit_pending rows, see Stage) not
+	// yet chained, in Verify's snapshot. They are not checked: they are not
+	// in the chain yet.
+	Pending int64
 }
 
 // KeyFunc returns the verifier of a checkpoint signing key, or false when the
@@ -98,7 +102,10 @@ ORDER BY e.seq`
 // that seqs are contiguous from 1 and each prev_hash is the previous entry's
 // hash, that each checkpoint is signed by a key keys knows and names the hash
 // of the entry at its seq, that checkpoints come as often as they promised,
-// and that audit_head names the last entry.
+// and that audit_head names the last entry. It does not compare the times
+// (At) of entries: seq order is the order entries were chained in, which for
+// staged entries is the order their transactions committed, not At order.
+// It also counts the staged entries not yet chained (Report.Pending).
 //
 // When q can begin transactions (*pgxpool.Pool, *pgx.Conn) Verify reads
 // through one REPEATABLE READ READ ONLY transaction, so concurrent writers do
@@ -123,6 +130,10 @@ func Verify(ctx context.Context, q store.Querier, keys KeyFunc) (Report, error) 
 	if err := v.readHead(ctx, q); err != nil {
 		return Report{}, err
 	}
+	var pending int64
+	if err := q.QueryRow(ctx, `SELECT count(*) FROM audit_pending`).Scan(&pending); err != nil {
+		return Report{}, fmt.Errorf("audit: verify: count audit_pending: %w", err)
+	}
 	if err := v.stream(ctx, q); err != nil {
 		return Report{}, err
 	}
@@ -134,6 +145,7 @@ func Verify(ctx context.Context, q store.Querier, keys KeyFunc) (Report, error) 
 	r := v.report
 	r.FirstBad = v.problem
 	r.OK = v.problem == nil
+	r.Pending = pending
 	if v.lastCp.Seq > 0 {
 		cp := v.lastCp
 		r.LastCheckpoint = &cp

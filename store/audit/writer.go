@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,6 +38,13 @@ type WriterConfig struct {
 	CheckpointInterval time.Duration
 	// WriteTimeout bounds one batch transaction. Default 30s.
 	WriteTimeout time.Duration
+	// PendingBatchSize is the most staged entries (see Stage) chained in
+	// one transaction. Default 1024.
+	PendingBatchSize int
+	// PendingPoll is how often the chainer looks for staged entries; Notify
+	// and ChainPending make it look at once. Default 200ms; negative means
+	// no polling (only Notify, ChainPending, NewWriter and Close chain).
+	PendingPoll time.Duration
 	// Signer signs checkpoints. Required.
 	Signer crypto.Signer
 	// Now is the clock. Default time.Now.
@@ -62,6 +70,12 @@ func (c *WriterConfig) setDefaults() {
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 30 * time.Second
 	}
+	if c.PendingBatchSize == 0 {
+		c.PendingBatchSize = 1024
+	}
+	if c.PendingPoll == 0 {
+		c.PendingPoll = 200 * time.Millisecond
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -86,6 +100,9 @@ func (c WriterConfig) Validate() error {
 	if c.WriteTimeout <= 0 {
 		errs = append(errs, errors.New("WriteTimeout must be positive"))
 	}
+	if c.PendingBatchSize < 1 {
+		errs = append(errs, errors.New("PendingBatchSize must be positive"))
+	}
 	if c.Signer == nil {
 		errs = append(errs, errors.New("Signer is required"))
 	} else if !crypto.ValidKeyID(string(c.Signer.KeyID())) {
@@ -100,15 +117,22 @@ func (c WriterConfig) Validate() error {
 	return nil
 }
 
-// Writer appends entries to the audit chain with group commit. It is safe for
-// concurrent use, and several Writers (in one or several processes) may write
-// to the same database: they serialize on the audit_head row.
+// Writer appends entries to the audit chain with group commit, and chains the
+// entries staged with Stage. It is safe for concurrent use, and several
+// Writers (in one or several processes) may write to the same database: they
+// serialize on the audit_head row.
 //
 // Appends join the open batch; one goroutine takes batches in order and
 // writes each in one transaction, then releases all the batch's Appends at
 // once. While it writes, the next batch fills up. A batch costs one round
 // trip and one commit when this writer wrote the previous one (see
 // commitBatch), four otherwise.
+//
+// The same goroutine is the chainer: every PendingPoll, on Notify, on
+// ChainPending, when started (entries staged before a crash) and at Close,
+// it moves staged entries from audit_pending into the chain, up to
+// PendingBatchSize per transaction, in pending id order (chainPending).
+// Append batches go first when both are due.
 type Writer struct {
 	pool *pgxpool.Pool
 	cfg  WriterConfig
@@ -118,9 +142,12 @@ type Writer struct {
 	full   []*batch // batches that reached BatchSize, oldest first
 	closed bool
 
-	wake    chan struct{} // cap 1: a batch was opened or filled
-	closing chan struct{} // closed by Close
-	stopped chan struct{} // closed when the run loop ends
+	wake   chan struct{} // cap 1: a batch was opened or filled
+	notify chan struct{} // cap 1: entries were staged (Notify)
+
+	chainReq chan *chainRequest // ChainPending calls
+	closing  chan struct{}      // closed by Close
+	stopped  chan struct{}      // closed when the run loop ends
 
 	runCtx    context.Context
 	cancelRun context.CancelFunc
@@ -131,6 +158,9 @@ type Writer struct {
 	// head is the head as this writer left it, nil when unknown. Only the
 	// run loop uses it.
 	head *head
+	// afterPendingRead, when set, runs between the chainer's unlocked read
+	// and its write (tests).
+	afterPendingRead atomic.Pointer[func()]
 }
 
 // batch is a group of entries written in one transaction.
@@ -156,6 +186,8 @@ func NewWriter(pool *pgxpool.Pool, cfg WriterConfig) (*Writer, error) {
 		pool:      pool,
 		cfg:       cfg,
 		wake:      make(chan struct{}, 1),
+		notify:    make(chan struct{}, 1),
+		chainReq:  make(chan *chainRequest),
 		closing:   make(chan struct{}),
 		stopped:   make(chan struct{}),
 		runCtx:    ctx,
@@ -220,10 +252,12 @@ func (w *Writer) signal() {
 	}
 }
 
-// Close stops accepting entries, writes those already queued, seals the chain
-// with a final checkpoint if entries are unsealed, and stops. If ctx ends
-// first, the batch in progress is abandoned (its Appends fail) and Close
-// returns ctx's error. Close may be called more than once.
+// Close stops accepting entries, writes those already queued, chains the
+// staged entries (until a batch of them comes out short: entries staged by
+// transactions that commit during Close may be left for the next Writer),
+// seals the chain with a final checkpoint if entries are unsealed, and stops.
+// If ctx ends first, the batch in progress is abandoned (its Appends fail)
+// and Close returns ctx's error. Close may be called more than once.
 func (w *Writer) Close(ctx context.Context) error {
 	w.mu.Lock()
 	w.closed = true
@@ -244,9 +278,19 @@ func (w *Writer) run() {
 	defer w.cancelRun()
 	ticker := time.NewTicker(w.cfg.CheckpointInterval)
 	defer ticker.Stop()
+	var poll <-chan time.Time
+	if w.cfg.PendingPoll > 0 {
+		t := time.NewTicker(w.cfg.PendingPoll)
+		defer t.Stop()
+		poll = t.C
+	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	closing := false
+	var (
+		closing    bool
+		pendingDue = true // entries staged while no writer ran
+		reqs       []*chainRequest
+	)
 	for {
 		b, wait := w.next(closing)
 		if b != nil {
@@ -255,8 +299,25 @@ func (w *Writer) run() {
 		}
 		if closing {
 			// No Append can queue any more, and the queue is empty.
-			w.closeErr = w.checkpoint(true)
-			return
+			break
+		}
+		if pendingDue || len(reqs) > 0 {
+			n, err := w.chainPending()
+			if err != nil {
+				w.cfg.Logger.Error("audit: chaining staged entries failed", slog.Any("error", err))
+			}
+			// Go on while batches come out full, Appends first.
+			pendingDue = err == nil && n >= w.cfg.PendingBatchSize
+			for _, r := range reqs {
+				r.n += n
+				if !pendingDue {
+					r.reply <- chainResult{r.n, err}
+				}
+			}
+			if !pendingDue {
+				reqs = reqs[:0]
+			}
+			continue
 		}
 		var timeout <-chan time.Time
 		if wait > 0 {
@@ -271,11 +332,35 @@ func (w *Writer) run() {
 			if err := w.checkpoint(false); err != nil {
 				w.cfg.Logger.Error("audit: periodic checkpoint failed", slog.Any("error", err))
 			}
+		case <-poll:
+			pendingDue = true
+		case <-w.notify:
+			pendingDue = true
+		case r := <-w.chainReq:
+			reqs = append(reqs, r)
 		case <-w.closing:
 			closing = true
 		}
 		timer.Stop()
 	}
+	// Drain the staged entries, then seal.
+	var drained int
+	var drainErr error
+	for {
+		n, err := w.chainPending()
+		drained += n
+		if err != nil {
+			drainErr = fmt.Errorf("audit: close: chain staged entries: %w", err)
+			break
+		}
+		if n < w.cfg.PendingBatchSize {
+			break
+		}
+	}
+	for _, r := range reqs {
+		r.reply <- chainResult{r.n + drained, drainErr}
+	}
+	w.closeErr = errors.Join(drainErr, w.checkpoint(true))
 }
 
 // next returns the batch to write now, if any; otherwise how long until the
@@ -553,11 +638,16 @@ func (w *Writer) checkpoint(force bool) error {
 }
 
 func lockHead(ctx context.Context, tx pgx.Tx) (head, error) {
+	return scanHead(tx.QueryRow(ctx, lockHeadSQL))
+}
+
+// scanHead scans the result of lockHeadSQL.
+func scanHead(row pgx.Row) (head, error) {
 	var (
 		h    head
 		hash []byte
 	)
-	err := tx.QueryRow(ctx, lockHeadSQL).Scan(&h.lastSeq, &hash, &h.checkpointSeq, &h.checkpointAt, &h.checkpointGap)
+	err := row.Scan(&h.lastSeq, &hash, &h.checkpointSeq, &h.checkpointAt, &h.checkpointGap)
 	if err != nil {
 		return h, fmt.Errorf("lock audit_head: %w", err)
 	}

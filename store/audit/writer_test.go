@@ -28,6 +28,7 @@ func TestWriterConfig(t *testing.T) {
 		{name: "negative batch", cfg: WriterConfig{Signer: keys.signer, BatchSize: -1}, wantErr: "BatchSize"},
 		{name: "negative every", cfg: WriterConfig{Signer: keys.signer, CheckpointEvery: -1}, wantErr: "CheckpointEvery"},
 		{name: "negative interval", cfg: WriterConfig{Signer: keys.signer, CheckpointInterval: -time.Second}, wantErr: "CheckpointInterval"},
+		{name: "negative pending batch", cfg: WriterConfig{Signer: keys.signer, PendingBatchSize: -1}, wantErr: "PendingBatchSize"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -39,7 +40,8 @@ func TestWriterConfig(t *testing.T) {
 					t.Fatal(err)
 				}
 				if cfg.BatchSize != 256 || cfg.MaxDelay != 2*time.Millisecond || cfg.CheckpointEvery != 1000 ||
-					cfg.CheckpointInterval != time.Minute || cfg.Now == nil {
+					cfg.CheckpointInterval != time.Minute || cfg.Now == nil ||
+					cfg.PendingBatchSize != 1024 || cfg.PendingPoll != 200*time.Millisecond {
 					t.Fatalf("defaults: %+v", cfg)
 				}
 				return
