@@ -46,9 +46,8 @@ func (in *Inbound) SweepGapsOnce(ctx context.Context) (int, error) {
 	}
 	total := 0
 	for _, k := range keys {
-		var entries []audit.Entry
 		err := pgx.BeginFunc(ctx, in.cfg.Pool, func(tx pgx.Tx) error {
-			entries = entries[:0]
+			var entries []audit.Entry
 			next, err := exchange.NextSeq(ctx, tx, k.Sender, k.PersonNo) // locks the key
 			if err != nil {
 				return err
@@ -74,13 +73,13 @@ func (in *Inbound) SweepGapsOnce(ctx context.Context) (int, error) {
 				entries = append(entries, e...)
 			}
 			total += len(held)
-			return nil
+			return audit.StageBatch(ctx, tx, entries)
 		})
 		if err != nil {
 			return total, err
 		}
 		in.cfg.Notify()
-		appendAll(in.cfg.Audit, in.cfg.Logger, entries)
+		in.cfg.Audit.Notify()
 	}
 	return total, nil
 }

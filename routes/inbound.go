@@ -322,17 +322,18 @@ func (in *Inbound) shardLoop(ch <-chan *item) {
 // gets its own transaction so that one bad message cannot block the others.
 func (in *Inbound) processBatch(batch []*item) {
 	ctx := context.Background()
-	var post []audit.Entry
 	err := pgx.BeginFunc(ctx, in.cfg.Pool, func(tx pgx.Tx) error {
-		post = post[:0]
+		var entries []audit.Entry
 		for _, it := range batch {
-			p, err := in.process(ctx, tx, it)
+			e, err := in.process(ctx, tx, it)
 			if err != nil {
 				return err
 			}
-			post = append(post, p...)
+			entries = append(entries, e...)
 		}
-		return nil
+		// The audit entries commit with their effects; the audit writer
+		// chains them afterwards.
+		return audit.StageBatch(ctx, tx, entries)
 	})
 	if err != nil {
 		in.cfg.Logger.Warn("batch failed; retrying one by one", "size", len(batch), "err", err)
@@ -341,62 +342,45 @@ func (in *Inbound) processBatch(batch []*item) {
 		}
 		return
 	}
-	in.finish(batch, post)
+	in.finish(batch)
 }
 
 func (in *Inbound) processOne(ctx context.Context, it *item) {
-	var post []audit.Entry
 	err := pgx.BeginFunc(ctx, in.cfg.Pool, func(tx pgx.Tx) error {
-		var err error
-		post, err = in.process(ctx, tx, it)
-		return err
+		entries, err := in.process(ctx, tx, it)
+		if err != nil {
+			return err
+		}
+		return audit.StageBatch(ctx, tx, entries)
 	})
 	if err != nil {
 		in.cfg.Logger.Error("message failed; keeping it as a dead letter", "err", err)
-		post, err = in.internalError(ctx, it, err)
-		if err != nil {
+		if err := in.internalError(ctx, it, err); err != nil {
 			// The database is unreachable: leave the message to the broker.
 			in.cfg.Logger.Error("cannot record the failure; message returned to the queue", "err", err)
 			_ = it.d.Nack(false, true)
 			return
 		}
 	}
-	in.finish([]*item{it}, post)
+	in.finish([]*item{it})
 }
 
-// finish acks after the commit and appends the audit entries of the batch
-// (concurrently: the audit writer commits them as one group).
-func (in *Inbound) finish(batch []*item, entries []audit.Entry) {
+// finish acks after the commit and wakes the relay and the audit chainer.
+func (in *Inbound) finish(batch []*item) {
 	for _, it := range batch {
 		if err := it.d.Ack(false); err != nil {
 			in.cfg.Logger.Warn("ack failed; the broker will redeliver (de-duplicated by the inbox)", "err", err)
 		}
 	}
 	in.cfg.Notify()
-	appendAll(in.cfg.Audit, in.cfg.Logger, entries)
-}
-
-// appendAll appends entries concurrently and waits for them.
-func appendAll(w *audit.Writer, logger *slog.Logger, entries []audit.Entry) {
-	var wg sync.WaitGroup
-	for _, e := range entries {
-		wg.Add(1)
-		go func(e audit.Entry) {
-			defer wg.Done()
-			if _, err := w.Append(context.Background(), e); err != nil {
-				logger.Error("audit append failed", "action", e.Action, "object", e.Object, "err", err)
-			}
-		}(e)
-	}
-	wg.Wait()
+	in.cfg.Audit.Notify()
 }
 
 // internalError keeps a message that could not be processed (E199): dead
 // letter, journal, and a REJECTED E199 receipt when the sender is known, so
 // that it resends later.
-func (in *Inbound) internalError(ctx context.Context, it *item, cause error) ([]audit.Entry, error) {
-	var post []audit.Entry
-	err := pgx.BeginFunc(ctx, in.cfg.Pool, func(tx pgx.Tx) error {
+func (in *Inbound) internalError(ctx context.Context, it *item, cause error) error {
+	return pgx.BeginFunc(ctx, in.cfg.Pool, func(tx pgx.Tx) error {
 		reason := "接收方内部错误，请稍后重发"
 		id, from, kind := "", "", ""
 		if it.msg != nil {
@@ -408,14 +392,15 @@ func (in *Inbound) internalError(ctx context.Context, it *item, cause error) ([]
 		}); err != nil {
 			return err
 		}
-		post = append(post, audit.Entry{
+		if err := audit.Stage(ctx, tx, audit.Entry{
 			Actor: nodeOr(from), Action: "message.receive", Object: id, Result: string(envelope.CodeInternal),
 			Reason: cause.Error(), CorrelationID: id, Detail: map[string]any{"kind": kind, "queue": in.cfg.Queue},
-		})
+		}); err != nil {
+			return err
+		}
 		if it.msg != nil && it.msg.Kind != "receipt" {
 			return in.enqueueReceipt(ctx, tx, it.msg, StatusRejected, string(envelope.CodeInternal), reason)
 		}
 		return nil
 	})
-	return post, err
 }

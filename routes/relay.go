@@ -153,10 +153,9 @@ func (r *Relay) Run(ctx context.Context) error {
 
 // relayOnce publishes one batch of due messages.
 func (r *Relay) relayOnce(ctx context.Context) (int, error) {
-	var entries []audit.Entry
 	var n int
 	err := pgx.BeginFunc(ctx, r.cfg.Pool, func(tx pgx.Tx) error {
-		entries = entries[:0]
+		var entries []audit.Entry
 		now := r.cfg.Now()
 		due, err := exchange.ClaimDue(ctx, tx, now, r.cfg.BatchSize)
 		if err != nil {
@@ -202,12 +201,17 @@ func (r *Relay) relayOnce(ctx context.Context) (int, error) {
 			}
 			entries = append(entries, r.auditEntry(m))
 		}
-		return exchange.RecordAttempts(ctx, tx, now, attempts)
+		if err := exchange.RecordAttempts(ctx, tx, now, attempts); err != nil {
+			return err
+		}
+		return audit.StageBatch(ctx, tx, entries)
 	})
 	if err != nil {
 		return 0, err
 	}
-	appendAll(r.cfg.Audit, r.cfg.Logger, entries)
+	if n > 0 {
+		r.cfg.Audit.Notify()
+	}
 	return n, nil
 }
 
