@@ -64,7 +64,7 @@ test: services
 # bench runs the benchmarks one package at a time (-p 1: they share the two
 # cores with PostgreSQL and RabbitMQ); each prints its baseline and ratio.
 bench: services
-	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkEnvelope' -benchmem -benchtime=$(BENCHTIME) -timeout $(BENCHTIMEOUT) ./envelope/
+	$(GO) test -p 1 -run '^$$' -bench '^BenchmarkEnvelope$$' -benchmem -benchtime=$(BENCHTIME) -timeout $(BENCHTIMEOUT) ./envelope/
 	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkJournalAudit' -benchtime=3s -timeout $(BENCHTIMEOUT) ./store/audit/
 	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkInboundRoute' -benchtime=1x -timeout $(BENCHTIMEOUT) ./routes/
 
