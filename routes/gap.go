@@ -48,7 +48,7 @@ func (in *Inbound) SweepGapsOnce(ctx context.Context) (int, error) {
 	for _, k := range keys {
 		err := pgx.BeginFunc(ctx, in.cfg.Pool, func(tx pgx.Tx) error {
 			var entries []audit.Entry
-			next, err := exchange.NextSeq(ctx, tx, k.Sender, k.PersonNo) // locks the key
+			next, _, err := exchange.NextSeq(ctx, tx, k.Sender, k.PersonNo) // locks the key
 			if err != nil {
 				return err
 			}

@@ -38,7 +38,7 @@ func (in *Inbound) process(ctx context.Context, tx pgx.Tx, it *item) ([]audit.En
 	if claim != exchange.ClaimNew {
 		// Journaled as received again; the stored message keeps its state.
 		jm.Reason = claimReason(claim)
-		if _, err := in.cfg.Journal.Record(ctx, tx, jm); err != nil {
+		if err := in.cfg.Journal.RecordLater(ctx, tx, jm); err != nil {
 			return nil, err
 		}
 		if claim == exchange.ClaimDuplicate && m.Kind != "receipt" {
@@ -54,7 +54,8 @@ func (in *Inbound) process(ctx context.Context, tx pgx.Tx, it *item) ([]audit.En
 		// operations (never the values).
 		jm.Reason = "cleaned: " + strings.Join(it.cleanings, "; ")
 	}
-	if _, err := in.cfg.Journal.Record(ctx, tx, jm); err != nil {
+	// The inbox claim makes this transaction the message's only writer.
+	if err := in.cfg.Journal.RecordLater(ctx, tx, jm); err != nil {
 		return nil, err
 	}
 	if it.openErr != nil && !it.ordered {
@@ -93,7 +94,7 @@ func claimReason(c exchange.Claim) string {
 // ahead of a gap, or refused when its seq was used already.
 func (in *Inbound) sequence(ctx context.Context, tx pgx.Tx, it *item, code, reason string) ([]audit.Entry, error) {
 	m := it.msg
-	next, err := exchange.NextSeq(ctx, tx, m.From, it.personNo)
+	next, held, err := exchange.NextSeq(ctx, tx, m.From, it.personNo)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +120,7 @@ func (in *Inbound) sequence(ctx context.Context, tx pgx.Tx, it *item, code, reas
 	if err != nil {
 		return nil, err
 	}
-	for next = it.seq + 1; ; next++ {
+	for next = it.seq + 1; held; next++ {
 		h, err := exchange.TakeHeld(ctx, tx, m.From, it.personNo, next)
 		if err != nil {
 			return nil, err
@@ -154,9 +155,8 @@ func (in *Inbound) apply(ctx context.Context, tx pgx.Tx, routingKey string, m *e
 	if code != string(envelope.CodeOK) {
 		return in.reject(ctx, tx, routingKey, m, raw, code, reason)
 	}
-	// A refused effect leaves nothing behind: Registry.Apply works in a
-	// savepoint of its own (a second one here cost two round trips per
-	// message).
+	// A refused effect leaves nothing behind and tx usable: the registry
+	// checks before it writes.
 	err := in.cfg.Registry.Apply(ctx, tx, registry.Message{ID: m.ID, Direction: registry.In, Node: m.From, Kind: m.Kind, Corr: m.Corr, Payload: typed, At: in.cfg.Now()})
 	var coded envelope.Coded
 	switch {
@@ -305,7 +305,9 @@ func (in *Inbound) transition(ctx context.Context, tx pgx.Tx, id string, state j
 	if err != nil {
 		return err
 	}
-	return in.cfg.Journal.Transition(ctx, tx, u, journal.In, state, code, reason)
+	// Only for messages journaled in this transaction (process records
+	// each one first).
+	return in.cfg.Journal.TransitionLater(ctx, tx, u, journal.In, state, code, reason)
 }
 
 // enqueueReceipt puts the receipt answering m into the outbox.

@@ -31,8 +31,9 @@ type Payloads interface {
 // transaction; *registry.Registry satisfies it. A refusal of the state
 // machine is a coded error (E130, E131, or a payload code for a merged
 // change); registry.ErrAlreadyApplied means the effect happened before. On
-// any error Apply leaves tx as it found it and usable (*registry.Registry
-// works in a savepoint of tx): the route then rejects in the same tx.
+// those Apply leaves tx as it found it and usable (*registry.Registry checks
+// before it writes): the route then rejects in the same tx. Any other error
+// fails the transaction.
 type Registry interface {
 	Apply(ctx context.Context, tx pgx.Tx, m registry.Message) error
 }

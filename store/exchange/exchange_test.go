@@ -82,7 +82,7 @@ func TestSequenceAndHold(t *testing.T) {
 	ctx := context.Background()
 	pool := storetest.NewPool(t)
 	inTx(t, pool, func(tx pgx.Tx) {
-		next, err := exchange.NextSeq(ctx, tx, ministry, personA)
+		next, _, err := exchange.NextSeq(ctx, tx, ministry, personA)
 		if err != nil || next != 1 {
 			t.Fatalf("next %d %v", next, err)
 		}
@@ -114,7 +114,7 @@ func TestSequenceAndHold(t *testing.T) {
 		t.Fatalf("fresh held message reported stale: %v", keys)
 	}
 	inTx(t, pool, func(tx pgx.Tx) {
-		next, _ := exchange.NextSeq(ctx, tx, ministry, personA)
+		next, _, _ := exchange.NextSeq(ctx, tx, ministry, personA)
 		held, err := exchange.TakeAllHeld(ctx, tx, exchange.Key{Sender: ministry, PersonNo: personA})
 		if next != 2 || err != nil || len(held) != 1 || held[0].Seq != 4 {
 			t.Fatalf("next %d held %+v %v", next, held, err)

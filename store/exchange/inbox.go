@@ -80,14 +80,14 @@ func ClaimInbound(ctx context.Context, tx store.Querier, sender, id string, rawS
 // FinishInbound records the outcome of (sender, id). A final outcome is kept
 // to answer resends with DUPLICATE; a non-final one (the sender should
 // resend: E112-E114, E140, E199) removes the row so that a resend is
-// processed afresh.
+// processed afresh. The write may be held back (store.ExecLater).
 func FinishInbound(ctx context.Context, tx store.Querier, sender, id, code, reason string) error {
 	var err error
 	if FinalCode(code) {
-		_, err = tx.Exec(ctx, `UPDATE inbox SET state = 'done', code = $3, reason = $4, done_at = clock_timestamp()
+		err = store.ExecLater(ctx, tx, `UPDATE inbox SET state = 'done', code = $3, reason = $4, done_at = clock_timestamp()
 			WHERE sender = $1 AND id = $2`, sender, id, code, reason)
 	} else {
-		_, err = tx.Exec(ctx, `DELETE FROM inbox WHERE sender = $1 AND id = $2`, sender, id)
+		err = store.ExecLater(ctx, tx, `DELETE FROM inbox WHERE sender = $1 AND id = $2`, sender, id)
 	}
 	if err != nil {
 		return fmt.Errorf("exchange: finish %s/%s: %w", sender, id, err)
@@ -109,21 +109,24 @@ func FinalCode(code string) bool {
 
 // NextSeq returns the next expected seq of (sender, personNo), locking the
 // row until tx ends so that one key is applied by one worker at a time, in
-// this process or another.
-func NextSeq(ctx context.Context, tx store.Querier, sender, personNo string) (int64, error) {
-	if _, err := tx.Exec(ctx, `INSERT INTO sequence_in (sender, person_no) VALUES ($1, $2) ON CONFLICT DO NOTHING`, sender, personNo); err != nil {
-		return 0, fmt.Errorf("exchange: sequence %s/%s: %w", sender, personNo, err)
+// this process or another, and whether messages of the key are held for a
+// gap (in tx's view): when none are, nothing follows an applied message.
+func NextSeq(ctx context.Context, tx store.Querier, sender, personNo string) (next int64, held bool, err error) {
+	if err := store.ExecLater(ctx, tx, `INSERT INTO sequence_in (sender, person_no) VALUES ($1, $2) ON CONFLICT DO NOTHING`, sender, personNo); err != nil {
+		return 0, false, fmt.Errorf("exchange: sequence %s/%s: %w", sender, personNo, err)
 	}
-	var next int64
-	if err := tx.QueryRow(ctx, `SELECT next_seq FROM sequence_in WHERE sender = $1 AND person_no = $2 FOR UPDATE`, sender, personNo).Scan(&next); err != nil {
-		return 0, fmt.Errorf("exchange: sequence %s/%s: %w", sender, personNo, err)
+	err = tx.QueryRow(ctx, `SELECT next_seq, EXISTS (SELECT 1 FROM reseq_held h WHERE h.sender = $1 AND h.person_no = $2)
+		FROM sequence_in WHERE sender = $1 AND person_no = $2 FOR UPDATE`, sender, personNo).Scan(&next, &held)
+	if err != nil {
+		return 0, false, fmt.Errorf("exchange: sequence %s/%s: %w", sender, personNo, err)
 	}
-	return next, nil
+	return next, held, nil
 }
 
-// SetNextSeq stores the next expected seq of (sender, personNo).
+// SetNextSeq stores the next expected seq of (sender, personNo). The write
+// may be held back (store.ExecLater).
 func SetNextSeq(ctx context.Context, tx store.Querier, sender, personNo string, next int64) error {
-	if _, err := tx.Exec(ctx, `UPDATE sequence_in SET next_seq = $3 WHERE sender = $1 AND person_no = $2`, sender, personNo, next); err != nil {
+	if err := store.ExecLater(ctx, tx, `UPDATE sequence_in SET next_seq = $3 WHERE sender = $1 AND person_no = $2`, sender, personNo, next); err != nil {
 		return fmt.Errorf("exchange: sequence %s/%s: %w", sender, personNo, err)
 	}
 	return nil

@@ -48,9 +48,10 @@ type Out struct {
 	CreatedAt     time.Time
 }
 
-// Enqueue adds m to the outbox, due now.
+// Enqueue adds m to the outbox, due now. The write may be held back
+// (store.ExecLater).
 func Enqueue(ctx context.Context, tx store.Querier, m Out) error {
-	_, err := tx.Exec(ctx, `INSERT INTO outbox (id, kind, exchange, routing_key, to_node, corr, payload, person_no, seq, needs_receipt, state, actor)
+	err := store.ExecLater(ctx, tx, `INSERT INTO outbox (id, kind, exchange, routing_key, to_node, corr, payload, person_no, seq, needs_receipt, state, actor)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11)`,
 		m.ID, m.Kind, m.Exchange, m.RoutingKey, m.ToNode, m.Corr, m.Payload, m.PersonNo, m.Seq, m.NeedsReceipt, m.Actor)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"zhianhub/contracts"
+	"zhianhub/store"
 )
 
 // Apply applies message m to the registry inside tx, following the state
@@ -31,35 +32,23 @@ import (
 //
 // Refusals are *StateError (or the *contracts.FieldError of a change); a
 // message (ID, Direction) applied before gives ErrAlreadyApplied; anything
-// else is an internal error. On any error nothing is changed: Apply works
-// in a savepoint of tx, which stays usable. Every applied message writes one
+// else is an internal error. On a refusal or ErrAlreadyApplied nothing was
+// written and tx stays usable: every check precedes the first write, so no
+// savepoint is needed (a savepoint per message cost two round trips, and
+// more than 64 subtransactions in one batch transaction overflow
+// PostgreSQL's subtransaction cache, which slows every snapshot of every
+// session). After an internal error tx may be aborted: the caller rolls it
+// back. Every applied message writes one
 // person_history row. The person row is locked (SELECT ... FOR NO KEY
 // UPDATE) so that writers serialize per person until tx ends; controls are
 // locked in controlNo order, as ExpireControls locks them.
-func (r *Registry) Apply(ctx context.Context, tx pgx.Tx, m Message) (err error) {
+func (r *Registry) Apply(ctx context.Context, tx pgx.Tx, m Message) error {
 	a, err := r.newApplier(m)
 	if err != nil {
 		return err
 	}
-	sp, err := tx.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("registry: savepoint: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			if rbErr := sp.Rollback(context.WithoutCancel(ctx)); rbErr != nil {
-				err = errors.Join(err, fmt.Errorf("registry: rollback to savepoint: %w", rbErr))
-			}
-		}
-	}()
-	a.q = sp
-	if err := a.run(ctx); err != nil {
-		return err
-	}
-	if err := sp.Commit(ctx); err != nil {
-		return fmt.Errorf("registry: release savepoint: %w", err)
-	}
-	return nil
+	a.q = tx
+	return a.run(ctx)
 }
 
 // applier applies one message.
@@ -170,17 +159,33 @@ func (a *applier) run(ctx context.Context) error {
 	// blocking the key-share locks of foreign-key checks (ExpireControls
 	// inserts history rows of persons whose controls it has locked; FOR
 	// UPDATE here would deadlock against it).
-	row := a.q.QueryRow(ctx, `SELECT `+personCols+` FROM person WHERE person_no = $1 FOR NO KEY UPDATE`, a.personNo)
-	p, err := scanPerson(row)
+	// The same statement tells whether this message was applied before:
+	// its history row exists (history rows need their person row, so an
+	// unknown person has none) — in the statement's snapshot, which misses
+	// a transaction that committed while this one waited for the lock; the
+	// locked row is the latest version, though, and its last_msg_id names
+	// the message that transaction applied. In the rarer case of two
+	// transactions passing the lock meanwhile, the unique key of the
+	// history row fails this transaction: never a second effect.
+	var applied bool
+	row := a.q.QueryRow(ctx, `SELECT `+personCols+`, EXISTS (SELECT 1 FROM person_history h WHERE h.msg_id = $2 AND h.direction = $3)
+		FROM person WHERE person_no = $1 FOR NO KEY UPDATE`, a.personNo, a.id, a.m.Direction)
+	p, err := scanPerson(extraCols{row, []any{&applied}})
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 	case err != nil:
 		return fmt.Errorf("registry: lock person %s: %w", a.personNo, err)
+	case applied:
+		return fmt.Errorf("%w: %s %s", ErrAlreadyApplied, a.m.Direction, a.id)
 	default:
 		a.person = p
 	}
-	if err := a.checkNotApplied(ctx); err != nil {
-		return err
+	if a.person != nil && a.person.LastMsgID == a.id.String() {
+		// Applied by a transaction this one waited for (or in the other
+		// direction): ask again with a fresh snapshot.
+		if err := a.checkNotApplied(ctx); err != nil {
+			return err
+		}
 	}
 	var fields []string
 	var detail map[string]any
@@ -233,20 +238,31 @@ func (a *applier) record(ctx context.Context, fields []string, detail map[string
 	if fields == nil {
 		fields = []string{}
 	}
-	tag, err := a.q.Exec(ctx, `INSERT INTO person_history (person_no, msg_id, direction, node, kind, at, fields, detail, recorded_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (msg_id, direction) DO NOTHING`,
+	// Under the person lock no other transaction applies this message: a
+	// unique violation here is an internal error (the transaction fails),
+	// never a second effect. Both writes may be held back (store.ExecLater).
+	err := store.ExecLater(ctx, a.q, `INSERT INTO person_history (person_no, msg_id, direction, node, kind, at, fields, detail, recorded_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		a.personNo, a.id, a.m.Direction, a.m.Node, a.m.Kind, a.m.At, fields, detail, a.now)
 	if err != nil {
 		return fmt.Errorf("registry: write history: %w", err)
 	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("%w: %s %s", ErrAlreadyApplied, a.m.Direction, a.id)
+	if _, isRegister := a.m.Payload.(*contracts.Person); isRegister {
+		return nil // the new row has last_msg_id and updated_at already
 	}
-	if _, err := a.q.Exec(ctx, `UPDATE person SET last_msg_id = $2, updated_at = $3 WHERE person_no = $1`, a.personNo, a.id, a.now); err != nil {
+	if err := store.ExecLater(ctx, a.q, `UPDATE person SET last_msg_id = $2, updated_at = $3 WHERE person_no = $1`, a.personNo, a.id, a.now); err != nil {
 		return fmt.Errorf("registry: update person %s: %w", a.personNo, err)
 	}
 	return nil
 }
+
+// extraCols scans a row whose last columns follow the ones its caller knows.
+type extraCols struct {
+	pgx.Row
+	dest []any
+}
+
+func (r extraCols) Scan(dest ...any) error { return r.Row.Scan(append(dest, r.dest...)...) }
 
 // active refuses a message for an unknown (E131) or cancelled (E130)
 // person; what names the action in Chinese.
