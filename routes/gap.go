@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"zhianhub/envelope"
 	"zhianhub/store/audit"
 	"zhianhub/store/exchange"
@@ -46,7 +44,7 @@ func (in *Inbound) SweepGapsOnce(ctx context.Context) (int, error) {
 	}
 	total := 0
 	for _, k := range keys {
-		err := pgx.BeginFunc(ctx, in.cfg.Pool, func(tx pgx.Tx) error {
+		err := in.inTx(ctx, func(tx *work) error {
 			var entries []audit.Entry
 			next, _, err := exchange.NextSeq(ctx, tx, k.Sender, k.PersonNo) // locks the key
 			if err != nil {

@@ -318,14 +318,30 @@ func (in *Inbound) shardLoop(ch <-chan *item) {
 	}
 }
 
+// work is the transaction of a batch. Through its Pipe, the writes nobody
+// waits for travel with the next statement that needs an answer; the
+// journal writes of the whole batch go in one statement at its end.
+type work struct {
+	*store.Pipe
+	journal *journal.Pending
+}
+
+// inTx runs fn in a transaction and commits it with its journal writes.
+func (in *Inbound) inTx(ctx context.Context, fn func(tx *work) error) error {
+	return store.BeginPipe(ctx, in.cfg.Pool, func(p *store.Pipe) error {
+		w := &work{Pipe: p, journal: journal.NewPending(nil)}
+		if err := fn(w); err != nil {
+			return err
+		}
+		return w.journal.Flush(ctx, p)
+	})
+}
+
 // processBatch applies a batch in one transaction; if it fails, each item
 // gets its own transaction so that one bad message cannot block the others.
 func (in *Inbound) processBatch(batch []*item) {
 	ctx := context.Background()
-	// Through a Pipe, the writes nobody waits for travel with the next
-	// statement that needs an answer: a handful of round trips per message
-	// instead of one per statement.
-	err := store.BeginPipe(ctx, in.cfg.Pool, func(tx *store.Pipe) error {
+	err := in.inTx(ctx, func(tx *work) error {
 		var entries []audit.Entry
 		for _, it := range batch {
 			e, err := in.process(ctx, tx, it)
@@ -349,7 +365,7 @@ func (in *Inbound) processBatch(batch []*item) {
 }
 
 func (in *Inbound) processOne(ctx context.Context, it *item) {
-	err := store.BeginPipe(ctx, in.cfg.Pool, func(tx *store.Pipe) error {
+	err := in.inTx(ctx, func(tx *work) error {
 		entries, err := in.process(ctx, tx, it)
 		if err != nil {
 			return err

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"zhianhub/envelope"
+	"zhianhub/store"
 	"zhianhub/store/audit"
 	"zhianhub/store/deadletter"
 	"zhianhub/store/exchange"
@@ -21,7 +21,7 @@ import (
 
 // process handles one item inside the batch transaction and returns the
 // audit entries to append once it commits.
-func (in *Inbound) process(ctx context.Context, tx pgx.Tx, it *item) ([]audit.Entry, error) {
+func (in *Inbound) process(ctx context.Context, tx *work, it *item) ([]audit.Entry, error) {
 	if it.msg == nil {
 		return in.deadLetterUnauthenticated(ctx, tx, it)
 	}
@@ -38,7 +38,7 @@ func (in *Inbound) process(ctx context.Context, tx pgx.Tx, it *item) ([]audit.En
 	if claim != exchange.ClaimNew {
 		// Journaled as received again; the stored message keeps its state.
 		jm.Reason = claimReason(claim)
-		if err := in.cfg.Journal.RecordLater(ctx, tx, jm); err != nil {
+		if err := tx.journal.Record(jm); err != nil {
 			return nil, err
 		}
 		if claim == exchange.ClaimDuplicate && m.Kind != "receipt" {
@@ -55,7 +55,7 @@ func (in *Inbound) process(ctx context.Context, tx pgx.Tx, it *item) ([]audit.En
 		jm.Reason = "cleaned: " + strings.Join(it.cleanings, "; ")
 	}
 	// The inbox claim makes this transaction the message's only writer.
-	if err := in.cfg.Journal.RecordLater(ctx, tx, jm); err != nil {
+	if err := tx.journal.Record(jm); err != nil {
 		return nil, err
 	}
 	if it.openErr != nil && !it.ordered {
@@ -92,7 +92,7 @@ func claimReason(c exchange.Claim) string {
 // sequence applies the message in seq order per (sender, personNo): it is
 // applied now with every held message that follows it, held when it comes
 // ahead of a gap, or refused when its seq was used already.
-func (in *Inbound) sequence(ctx context.Context, tx pgx.Tx, it *item, code, reason string) ([]audit.Entry, error) {
+func (in *Inbound) sequence(ctx context.Context, tx *work, it *item, code, reason string) ([]audit.Entry, error) {
 	m := it.msg
 	next, held, err := exchange.NextSeq(ctx, tx, m.From, it.personNo)
 	if err != nil {
@@ -138,7 +138,7 @@ func (in *Inbound) sequence(ctx context.Context, tx pgx.Tx, it *item, code, reas
 }
 
 // applyHeld applies a message that waited for its turn.
-func (in *Inbound) applyHeld(ctx context.Context, tx pgx.Tx, h *exchange.Held) ([]audit.Entry, error) {
+func (in *Inbound) applyHeld(ctx context.Context, tx *work, h *exchange.Held) ([]audit.Entry, error) {
 	m := &envelope.Message{Header: envelope.Header{ID: h.ID, Kind: h.Kind, From: h.Sender, To: in.cfg.Node, TS: h.TS, Corr: h.Corr}, Payload: h.Payload}
 	var typed any
 	if h.Code == string(envelope.CodeOK) {
@@ -151,7 +151,7 @@ func (in *Inbound) applyHeld(ctx context.Context, tx pgx.Tx, h *exchange.Held) (
 }
 
 // apply gives one message its effect (or its rejection) and its receipt.
-func (in *Inbound) apply(ctx context.Context, tx pgx.Tx, routingKey string, m *envelope.Message, raw []byte, typed any, payload []byte, code, reason string) ([]audit.Entry, error) {
+func (in *Inbound) apply(ctx context.Context, tx *work, routingKey string, m *envelope.Message, raw []byte, typed any, payload []byte, code, reason string) ([]audit.Entry, error) {
 	if code != string(envelope.CodeOK) {
 		return in.reject(ctx, tx, routingKey, m, raw, code, reason)
 	}
@@ -188,7 +188,7 @@ func (in *Inbound) apply(ctx context.Context, tx pgx.Tx, routingKey string, m *e
 
 // reject answers REJECTED (a receipt is never answered), records the
 // outcome in the inbox and keeps the message as a dead letter.
-func (in *Inbound) reject(ctx context.Context, tx pgx.Tx, routingKey string, m *envelope.Message, raw []byte, code, reason string) ([]audit.Entry, error) {
+func (in *Inbound) reject(ctx context.Context, tx *work, routingKey string, m *envelope.Message, raw []byte, code, reason string) ([]audit.Entry, error) {
 	if m.Kind != "receipt" {
 		if err := in.enqueueReceipt(ctx, tx, m, StatusRejected, code, reason); err != nil {
 			return nil, err
@@ -213,7 +213,7 @@ func (in *Inbound) reject(ctx context.Context, tx pgx.Tx, routingKey string, m *
 }
 
 // receipt correlates a receipt with the filing it answers.
-func (in *Inbound) receipt(ctx context.Context, tx pgx.Tx, it *item) ([]audit.Entry, error) {
+func (in *Inbound) receipt(ctx context.Context, tx *work, it *item) ([]audit.Entry, error) {
 	m := it.msg
 	var r receiptPayload
 	if err := json.Unmarshal(it.payload, &r); err != nil {
@@ -261,7 +261,7 @@ func (in *Inbound) receipt(ctx context.Context, tx pgx.Tx, it *item) ([]audit.En
 
 // deadLetterUnauthenticated keeps an envelope that failed steps 1-2: it is
 // not answered (the sender cannot be trusted) and raises a security event.
-func (in *Inbound) deadLetterUnauthenticated(ctx context.Context, tx pgx.Tx, it *item) ([]audit.Entry, error) {
+func (in *Inbound) deadLetterUnauthenticated(ctx context.Context, tx *work, it *item) ([]audit.Entry, error) {
 	code := string(envelope.CodeOf(it.openErr))
 	reason := it.openErr.Error()
 	var hdr struct{ ID, From, Kind string }
@@ -300,18 +300,17 @@ func nodeOr(s string) string {
 	return "unknown"
 }
 
-func (in *Inbound) transition(ctx context.Context, tx pgx.Tx, id string, state journal.State, code, reason string) error {
+func (in *Inbound) transition(ctx context.Context, tx *work, id string, state journal.State, code, reason string) error {
 	u, err := uuid.Parse(id)
 	if err != nil {
 		return err
 	}
-	// Only for messages journaled in this transaction (process records
-	// each one first).
-	return in.cfg.Journal.TransitionLater(ctx, tx, u, journal.In, state, code, reason)
+	// Sent with the batch's other journal writes at its end.
+	return tx.journal.Transition(u, journal.In, state, code, reason)
 }
 
 // enqueueReceipt puts the receipt answering m into the outbox.
-func (in *Inbound) enqueueReceipt(ctx context.Context, tx pgx.Tx, m *envelope.Message, status, code, reason string) error {
+func (in *Inbound) enqueueReceipt(ctx context.Context, tx store.Querier, m *envelope.Message, status, code, reason string) error {
 	return exchange.Enqueue(ctx, tx, exchange.Out{
 		ID: newID(), Kind: "receipt", Exchange: in.cfg.Exchange, RoutingKey: in.cfg.RoutingKey(m.From, "receipt"),
 		ToNode: m.From, Corr: m.ID, Payload: receiptJSON(m.ID, status, code, reason, in.cfg.Now()),

@@ -128,7 +128,11 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *h
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h.cancel = cancel
 	h.bus.start(rctx, &h.routesW)
-	if _, err = h.audit.Append(ctx, audit.Entry{
+	// The start is recorded even when a shutdown signal arrives meanwhile
+	// (readyz answers from here on): a signal is no start failure.
+	actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Shutdown.Timeout)
+	defer acancel()
+	if _, err = h.audit.Append(actx, audit.Entry{
 		Actor: h.keys.Node(), Action: "hub.start", Object: Version, Result: "ok",
 		Detail: map[string]any{"mode": cfg.Mode, "http": h.http.Addr()},
 	}); err != nil {

@@ -197,33 +197,6 @@ func (j *Journal) Record(ctx context.Context, q store.Querier, m Message) (dupli
 	return duplicate, nil
 }
 
-// RecordLater journals m like Record, except that the write may be held
-// back (store.ExecLater) and nothing is reported: for a caller that is the
-// only writer of m in its transaction (the inbound route, whose inbox claim
-// makes it so), which needs neither the duplicate report nor the retry
-// of Record.
-func (j *Journal) RecordLater(ctx context.Context, q store.Querier, m Message) error {
-	if m.ID == uuid.Nil {
-		return fmt.Errorf("%w: nil message id", ErrInvalid)
-	}
-	if !m.Direction.Valid() {
-		return fmt.Errorf("%w: direction %q", ErrInvalid, m.Direction)
-	}
-	if !m.State.Valid() {
-		return fmt.Errorf("%w: state %q", ErrInvalid, m.State)
-	}
-	raw := m.Raw
-	if raw == nil {
-		raw = []byte{}
-	}
-	err := store.ExecLater(ctx, q, recordSQL, m.ID, string(m.Direction), text(m.Kind), text(m.Peer), raw, string(m.State),
-		text(m.Code), text(m.Reason), text(m.CorrelationID))
-	if err != nil {
-		return fmt.Errorf("journal: record %s %s: %w", m.Direction, m.ID, err)
-	}
-	return nil
-}
-
 const transitionSQL = `
 WITH upd AS (
     UPDATE message
@@ -252,22 +225,6 @@ func (j *Journal) Transition(ctx context.Context, q store.Querier, id uuid.UUID,
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("%w: %s %s", ErrNotFound, direction, id)
-	}
-	return nil
-}
-
-// TransitionLater is Transition for a message known to be journaled in q's
-// transaction: the write may be held back (store.ExecLater), and a missing
-// message is not reported.
-func (j *Journal) TransitionLater(ctx context.Context, q store.Querier, id uuid.UUID, direction Direction, state State, code, reason string) error {
-	if !direction.Valid() {
-		return fmt.Errorf("%w: direction %q", ErrInvalid, direction)
-	}
-	if !state.Valid() {
-		return fmt.Errorf("%w: state %q", ErrInvalid, state)
-	}
-	if err := store.ExecLater(ctx, q, transitionSQL, id, string(direction), string(state), text(code), text(reason)); err != nil {
-		return fmt.Errorf("journal: transition %s %s to %s: %w", direction, id, state, err)
 	}
 	return nil
 }
