@@ -19,6 +19,7 @@ import (
 	"zhianhub/store"
 	"zhianhub/store/audit"
 	"zhianhub/store/deadletter"
+	"zhianhub/store/exchange"
 	"zhianhub/store/journal"
 )
 
@@ -295,11 +296,28 @@ func (in *Inbound) shardOf(it *item) int {
 	return int(h.Sum32() % uint32(len(in.shards)))
 }
 
-// shardLoop collects batches and processes each in one transaction.
+// shardLoop collects batches and processes each in one transaction. A
+// message whose (sender, id) is in the batch already (a redelivery or a
+// resend) starts the next batch: its claim depends on the first copy's
+// outcome.
 func (in *Inbound) shardLoop(ch <-chan *item) {
 	batch := make([]*item, 0, in.cfg.BatchSize)
-	for first := range ch {
+	ids := map[claimKey]bool{}
+	var carry *item
+	for {
+		first := carry
+		carry = nil
+		if first == nil {
+			var ok bool
+			if first, ok = <-ch; !ok {
+				return
+			}
+		}
 		batch = append(batch[:0], first)
+		clear(ids)
+		if first.msg != nil {
+			ids[claimKey{first.msg.From, first.msg.ID}] = true
+		}
 		timer := time.NewTimer(in.cfg.BatchDelay)
 	collect:
 		for len(batch) < in.cfg.BatchSize {
@@ -307,6 +325,14 @@ func (in *Inbound) shardLoop(ch <-chan *item) {
 			case it, ok := <-ch:
 				if !ok {
 					break collect
+				}
+				if it.msg != nil {
+					k := claimKey{it.msg.From, it.msg.ID}
+					if ids[k] {
+						carry = it
+						break collect
+					}
+					ids[k] = true
 				}
 				batch = append(batch, it)
 			case <-timer.C:
@@ -318,23 +344,121 @@ func (in *Inbound) shardLoop(ch <-chan *item) {
 	}
 }
 
-// work is the transaction of a batch. Through its Pipe, the writes nobody
-// waits for travel with the next statement that needs an answer; the
-// journal writes of the whole batch go in one statement at its end.
+// work is the transaction of a batch. The batch is claimed and its
+// ordering keys locked up front (set-wise); the sequence positions are then
+// kept here, and the outbox rows, the inbox outcomes, the new positions and
+// the journal writes go out set-wise at the end, with the commit. Through
+// the Pipe, the remaining per-message writes travel with the next statement
+// that needs an answer.
 type work struct {
 	*store.Pipe
 	journal *journal.Pending
+
+	claims   map[claimKey]exchange.ClaimResult
+	seqs     map[exchange.Key]exchange.SeqState
+	dirty    map[exchange.Key]bool
+	outbox   []exchange.Out
+	finishes []exchange.Finish
 }
 
-// inTx runs fn in a transaction and commits it with its journal writes.
+type claimKey struct{ sender, id string }
+
+// inTx runs fn in a transaction and commits it with its pending writes.
 func (in *Inbound) inTx(ctx context.Context, fn func(tx *work) error) error {
 	return store.BeginPipe(ctx, in.cfg.Pool, func(p *store.Pipe) error {
-		w := &work{Pipe: p, journal: journal.NewPending(nil)}
+		w := &work{Pipe: p, journal: journal.NewPending(nil), claims: map[claimKey]exchange.ClaimResult{},
+			seqs: map[exchange.Key]exchange.SeqState{}, dirty: map[exchange.Key]bool{}}
 		if err := fn(w); err != nil {
 			return err
 		}
-		return w.journal.Flush(ctx, p)
+		return w.flush(ctx)
 	})
+}
+
+// prepare claims the batch's messages and locks their ordering keys.
+func (w *work) prepare(ctx context.Context, batch []*item) error {
+	var reqs []exchange.ClaimRequest
+	var keys []exchange.Key
+	seen := map[exchange.Key]bool{}
+	for _, it := range batch {
+		if it.msg == nil {
+			continue
+		}
+		m := it.msg
+		reqs = append(reqs, exchange.ClaimRequest{Sender: m.From, ID: m.ID, RawSM3: it.rawSM3[:], Kind: m.Kind, PersonNo: it.personNo, Seq: it.seq})
+		if k := (exchange.Key{Sender: m.From, PersonNo: it.personNo}); it.ordered && !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	claims, err := exchange.ClaimAll(ctx, w, reqs)
+	if err != nil {
+		return err
+	}
+	for i, r := range reqs {
+		w.claims[claimKey{r.Sender, r.ID}] = claims[i]
+	}
+	seqs, err := exchange.LockSeqs(ctx, w, keys)
+	if err != nil {
+		return err
+	}
+	w.seqs = seqs
+	return nil
+}
+
+// claim returns the claim prepared for it (claiming it now when it was not).
+func (w *work) claim(ctx context.Context, it *item) (exchange.Claim, exchange.InboxEntry, error) {
+	m := it.msg
+	if c, ok := w.claims[claimKey{m.From, m.ID}]; ok {
+		delete(w.claims, claimKey{m.From, m.ID}) // a claim is used once
+		return c.Claim, c.Prev, nil
+	}
+	return exchange.ClaimInbound(ctx, w, m.From, m.ID, it.rawSM3[:], m.Kind, it.personNo, it.seq)
+}
+
+// seqState returns the position of k, locked in this transaction.
+func (w *work) seqState(ctx context.Context, k exchange.Key) (exchange.SeqState, error) {
+	if st, ok := w.seqs[k]; ok {
+		return st, nil
+	}
+	next, held, err := exchange.NextSeq(ctx, w, k.Sender, k.PersonNo)
+	if err != nil {
+		return exchange.SeqState{}, err
+	}
+	st := exchange.SeqState{Next: next, Held: held}
+	w.seqs[k] = st
+	return st, nil
+}
+
+func (w *work) setSeq(k exchange.Key, st exchange.SeqState) {
+	if w.seqs[k].Next != st.Next {
+		w.dirty[k] = true
+	}
+	w.seqs[k] = st
+}
+
+func (w *work) enqueue(o exchange.Out) { w.outbox = append(w.outbox, o) }
+
+func (w *work) finish(sender, id, code, reason string) {
+	w.finishes = append(w.finishes, exchange.Finish{Sender: sender, ID: id, Code: code, Reason: reason})
+}
+
+// flush writes what the batch kept for its end.
+func (w *work) flush(ctx context.Context) error {
+	next := make(map[exchange.Key]int64, len(w.dirty))
+	for k := range w.dirty {
+		next[k] = w.seqs[k].Next
+	}
+	if err := exchange.SetNextSeqs(ctx, w.Pipe, next); err != nil {
+		return err
+	}
+	if err := exchange.EnqueueAll(ctx, w.Pipe, w.outbox); err != nil {
+		return err
+	}
+	if err := exchange.FinishAll(ctx, w.Pipe, w.finishes); err != nil {
+		return err
+	}
+	return w.journal.Flush(ctx, w.Pipe)
 }
 
 // processBatch applies a batch in one transaction; if it fails, each item
@@ -342,6 +466,9 @@ func (in *Inbound) inTx(ctx context.Context, fn func(tx *work) error) error {
 func (in *Inbound) processBatch(batch []*item) {
 	ctx := context.Background()
 	err := in.inTx(ctx, func(tx *work) error {
+		if err := tx.prepare(ctx, batch); err != nil {
+			return err
+		}
 		var entries []audit.Entry
 		for _, it := range batch {
 			e, err := in.process(ctx, tx, it)
@@ -366,6 +493,9 @@ func (in *Inbound) processBatch(batch []*item) {
 
 func (in *Inbound) processOne(ctx context.Context, it *item) {
 	err := in.inTx(ctx, func(tx *work) error {
+		if err := tx.prepare(ctx, []*item{it}); err != nil {
+			return err
+		}
 		entries, err := in.process(ctx, tx, it)
 		if err != nil {
 			return err
@@ -418,7 +548,7 @@ func (in *Inbound) internalError(ctx context.Context, it *item, cause error) err
 			return err
 		}
 		if it.msg != nil && it.msg.Kind != "receipt" {
-			return in.enqueueReceipt(ctx, tx, it.msg, StatusRejected, string(envelope.CodeInternal), reason)
+			return exchange.Enqueue(ctx, tx, in.receiptOut(it.msg, StatusRejected, string(envelope.CodeInternal), reason))
 		}
 		return nil
 	})

@@ -11,7 +11,6 @@ import (
 	"github.com/google/uuid"
 
 	"zhianhub/envelope"
-	"zhianhub/store"
 	"zhianhub/store/audit"
 	"zhianhub/store/deadletter"
 	"zhianhub/store/exchange"
@@ -30,7 +29,7 @@ func (in *Inbound) process(ctx context.Context, tx *work, it *item) ([]audit.Ent
 	if err != nil {
 		return nil, fmt.Errorf("routes: id %q: %w", m.ID, err)
 	}
-	claim, prev, err := exchange.ClaimInbound(ctx, tx, m.From, m.ID, it.rawSM3[:], m.Kind, it.personNo, it.seq)
+	claim, prev, err := tx.claim(ctx, it)
 	if err != nil {
 		return nil, err
 	}
@@ -42,9 +41,7 @@ func (in *Inbound) process(ctx context.Context, tx *work, it *item) ([]audit.Ent
 			return nil, err
 		}
 		if claim == exchange.ClaimDuplicate && m.Kind != "receipt" {
-			if err := in.enqueueReceipt(ctx, tx, m, StatusDuplicate, prev.Code, prev.Reason); err != nil {
-				return nil, err
-			}
+			tx.enqueue(in.receiptOut(m, StatusDuplicate, prev.Code, prev.Reason))
 			return []audit.Entry{in.auditEntry(m, prev.Code, "duplicate of an answered message")}, nil
 		}
 		return nil, nil
@@ -94,10 +91,12 @@ func claimReason(c exchange.Claim) string {
 // ahead of a gap, or refused when its seq was used already.
 func (in *Inbound) sequence(ctx context.Context, tx *work, it *item, code, reason string) ([]audit.Entry, error) {
 	m := it.msg
-	next, held, err := exchange.NextSeq(ctx, tx, m.From, it.personNo)
+	key := exchange.Key{Sender: m.From, PersonNo: it.personNo}
+	st, err := tx.seqState(ctx, key)
 	if err != nil {
 		return nil, err
 	}
+	next, held := st.Next, st.Held
 	switch {
 	case it.seq < next:
 		return in.reject(ctx, tx, it.d.RoutingKey, m, it.raw, string(envelope.CodeStateConflict),
@@ -114,6 +113,7 @@ func (in *Inbound) sequence(ctx context.Context, tx *work, it *item, code, reaso
 		if err != nil {
 			return nil, err
 		}
+		tx.setSeq(key, exchange.SeqState{Next: next, Held: true})
 		return nil, nil
 	}
 	entries, err := in.apply(ctx, tx, it.d.RoutingKey, m, it.raw, it.typed, it.payload, code, reason)
@@ -134,7 +134,9 @@ func (in *Inbound) sequence(ctx context.Context, tx *work, it *item, code, reaso
 		}
 		entries = append(entries, more...)
 	}
-	return entries, exchange.SetNextSeq(ctx, tx, m.From, it.personNo, next)
+	// Held stays as it was: messages past a further gap may still wait.
+	tx.setSeq(key, exchange.SeqState{Next: next, Held: held})
+	return entries, nil
 }
 
 // applyHeld applies a message that waited for its turn.
@@ -166,20 +168,14 @@ func (in *Inbound) apply(ctx context.Context, tx *work, routingKey string, m *en
 	default:
 		return nil, err
 	}
-	if err := in.enqueueReceipt(ctx, tx, m, StatusAccepted, string(envelope.CodeOK), ""); err != nil {
-		return nil, err
-	}
+	tx.enqueue(in.receiptOut(m, StatusAccepted, string(envelope.CodeOK), ""))
 	if in.cfg.EventsExchange != "" {
-		if err := exchange.Enqueue(ctx, tx, exchange.Out{
+		tx.enqueue(exchange.Out{
 			ID: newID(), Kind: m.Kind, Exchange: in.cfg.EventsExchange, RoutingKey: m.Kind,
 			Corr: m.ID, Payload: redactedEvent(m.ID, m.Kind, m.From, in.cfg.Now(), payload),
-		}); err != nil {
-			return nil, err
-		}
+		})
 	}
-	if err := exchange.FinishInbound(ctx, tx, m.From, m.ID, string(envelope.CodeOK), ""); err != nil {
-		return nil, err
-	}
+	tx.finish(m.From, m.ID, string(envelope.CodeOK), "")
 	if err := in.transition(ctx, tx, m.ID, journal.StateApplied, string(envelope.CodeOK), ""); err != nil {
 		return nil, err
 	}
@@ -190,13 +186,9 @@ func (in *Inbound) apply(ctx context.Context, tx *work, routingKey string, m *en
 // outcome in the inbox and keeps the message as a dead letter.
 func (in *Inbound) reject(ctx context.Context, tx *work, routingKey string, m *envelope.Message, raw []byte, code, reason string) ([]audit.Entry, error) {
 	if m.Kind != "receipt" {
-		if err := in.enqueueReceipt(ctx, tx, m, StatusRejected, code, reason); err != nil {
-			return nil, err
-		}
+		tx.enqueue(in.receiptOut(m, StatusRejected, code, reason))
 	}
-	if err := exchange.FinishInbound(ctx, tx, m.From, m.ID, code, reason); err != nil {
-		return nil, err
-	}
+	tx.finish(m.From, m.ID, code, reason)
 	if routingKey == "" {
 		routingKey = in.cfg.RoutingKey(in.cfg.Node, m.Kind)
 	}
@@ -233,9 +225,7 @@ func (in *Inbound) receipt(ctx context.Context, tx *work, it *item) ([]audit.Ent
 	if err != nil {
 		return nil, err
 	}
-	if err := exchange.FinishInbound(ctx, tx, m.From, m.ID, string(envelope.CodeOK), ""); err != nil {
-		return nil, err
-	}
+	tx.finish(m.From, m.ID, string(envelope.CodeOK), "")
 	if err := in.transition(ctx, tx, m.ID, journal.StateApplied, r.Code, r.Status); err != nil {
 		return nil, err
 	}
@@ -309,12 +299,12 @@ func (in *Inbound) transition(ctx context.Context, tx *work, id string, state jo
 	return tx.journal.Transition(u, journal.In, state, code, reason)
 }
 
-// enqueueReceipt puts the receipt answering m into the outbox.
-func (in *Inbound) enqueueReceipt(ctx context.Context, tx store.Querier, m *envelope.Message, status, code, reason string) error {
-	return exchange.Enqueue(ctx, tx, exchange.Out{
+// receiptOut is the receipt answering m, for the outbox.
+func (in *Inbound) receiptOut(m *envelope.Message, status, code, reason string) exchange.Out {
+	return exchange.Out{
 		ID: newID(), Kind: "receipt", Exchange: in.cfg.Exchange, RoutingKey: in.cfg.RoutingKey(m.From, "receipt"),
 		ToNode: m.From, Corr: m.ID, Payload: receiptJSON(m.ID, status, code, reason, in.cfg.Now()),
-	})
+	}
 }
 
 func (in *Inbound) auditEntry(m *envelope.Message, code, reason string) audit.Entry {

@@ -166,6 +166,7 @@ func (r *Relay) relayOnce(ctx context.Context) (int, error) {
 			return nil
 		}
 		attempts := make([]exchange.Attempt, 0, n)
+		sends := journal.NewPending(nil) // one statement for the batch
 		var pubs []Pub
 		var sent []exchange.Out
 		var raws [][]byte
@@ -196,10 +197,15 @@ func (r *Relay) relayOnce(ctx context.Context) (int, error) {
 				a.State, a.NextAttemptAt = exchange.OutSent, now.Add(r.cfg.Resend.Delay(m.Attempts+1))
 			}
 			attempts = append(attempts, a)
-			if err := r.journal(ctx, tx, m, raws[i]); err != nil {
+			if err := r.journal(sends, m, raws[i]); err != nil {
 				return err
 			}
 			entries = append(entries, r.auditEntry(m))
+		}
+		// Checked: an inbound receipt may journal a filing the moment it
+		// is published, before this transaction commits.
+		if err := sends.FlushChecked(ctx, tx); err != nil {
+			return err
 		}
 		if err := exchange.RecordAttempts(ctx, tx, now, attempts); err != nil {
 			return err
@@ -253,7 +259,7 @@ func (r *Relay) publishing(m exchange.Out, now time.Time) (Pub, []byte, error) {
 	}}, body, nil
 }
 
-func (r *Relay) journal(ctx context.Context, tx pgx.Tx, m exchange.Out, raw []byte) error {
+func (r *Relay) journal(sends *journal.Pending, m exchange.Out, raw []byte) error {
 	if m.ToNode == "" {
 		return nil // internal events are audited, not journaled as bus messages
 	}
@@ -262,10 +268,9 @@ func (r *Relay) journal(ctx context.Context, tx pgx.Tx, m exchange.Out, raw []by
 		return err
 	}
 	if m.Attempts == 0 {
-		_, err = r.cfg.Journal.Record(ctx, tx, journal.Message{ID: id, Direction: journal.Out, Kind: m.Kind, Peer: m.ToNode, Raw: raw, State: journal.StateSent, CorrelationID: m.Corr})
-		return err
+		return sends.Record(journal.Message{ID: id, Direction: journal.Out, Kind: m.Kind, Peer: m.ToNode, Raw: raw, State: journal.StateSent, CorrelationID: m.Corr})
 	}
-	return r.cfg.Journal.Transition(ctx, tx, id, journal.Out, journal.StateSent, "", fmt.Sprintf("resent, attempt %d", m.Attempts+1))
+	return sends.Transition(id, journal.Out, journal.StateSent, "", fmt.Sprintf("resent, attempt %d", m.Attempts+1))
 }
 
 func (r *Relay) auditEntry(m exchange.Out) audit.Entry {

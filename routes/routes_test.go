@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -374,5 +375,34 @@ func TestTaskSignDownwardAndCleaning(t *testing.T) {
 	must(t, err)
 	if tk.State != registry.TaskSigned {
 		t.Errorf("task state %s, want %s", tk.State, registry.TaskSigned)
+	}
+}
+
+// TestRepeatsInOneBatch publishes a message, its broker redelivery and its
+// resend back to back (one batch window): one effect, ACCEPTED for the
+// message, no answer to the redelivery, DUPLICATE for the resend.
+func TestRepeatsInOneBatch(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	v := vectorPayloads(t)
+	id, env := h.down("keyperson.register", "", v["01-keyperson.register.json"])
+	h.publish("keyperson.register", id, env)
+	h.down("keyperson.register", id, v["01-keyperson.register.json"])
+	var statuses []string
+	for range 2 {
+		r, ok := h.next(15 * time.Second)
+		if !ok || r.receipt == nil || r.receipt["ref"] != id {
+			t.Fatalf("receipt %v (ok %v), want one answering %s", r.receipt, ok, id)
+		}
+		statuses = append(statuses, r.receipt["status"].(string)+" "+r.receipt["code"].(string))
+	}
+	slices.Sort(statuses)
+	if strings.Join(statuses, ", ") != "ACCEPTED 0000, DUPLICATE 0000" {
+		t.Errorf("receipts %v, want ACCEPTED and DUPLICATE", statuses)
+	}
+	h.quiet(700 * time.Millisecond)
+	hist, err := h.registry.History(context.Background(), h.pool, "32010620261126000017")
+	must(t, err)
+	if len(hist) != 1 {
+		t.Errorf("history has %d entries, want 1", len(hist))
 	}
 }

@@ -166,6 +166,10 @@ RETURNING state = 'received_again'`
 // Text fields are stored as valid UTF-8: invalid sequences and NUL characters
 // (which PostgreSQL text cannot hold) become U+FFFD. Raw is stored exactly.
 func (j *Journal) Record(ctx context.Context, q store.Querier, m Message) (duplicate bool, err error) {
+	return record(ctx, q, m)
+}
+
+func record(ctx context.Context, q store.Querier, m Message) (duplicate bool, err error) {
 	if m.ID == uuid.Nil {
 		return false, fmt.Errorf("%w: nil message id", ErrInvalid)
 	}

@@ -170,9 +170,70 @@ ORDER BY e.n`
 
 // Flush sends the pending writes on q (store.ExecLater: with a store.Pipe
 // they travel with the next statement) and empties p.
+//
+// In one case the effect differs from Record's: a message recorded here
+// and, at the same time, by another transaction that commits while Flush
+// waits for it gets no event at all (Record retries with a fresh snapshot
+// and appends StateReceivedAgain). Callers that can race like that use
+// FlushChecked.
 func (p *Pending) Flush(ctx context.Context, q store.Querier) error {
-	if len(p.entries) == 0 {
+	sql, args := p.statement()
+	if sql == "" {
 		return nil
+	}
+	if err := store.ExecLater(ctx, q, sql, args...); err != nil {
+		return fmt.Errorf("journal: write %d messages: %w", len(args[0].([]uuid.UUID)), err)
+	}
+	p.reset()
+	return nil
+}
+
+// FlushChecked sends the pending writes on q now and records again, with
+// Record, every recorded message whose events the statement could not
+// write because another transaction journaled it concurrently.
+func (p *Pending) FlushChecked(ctx context.Context, q store.Querier) error {
+	sql, args := p.statement()
+	if sql == "" {
+		return nil
+	}
+	rows, err := q.Query(ctx, sql+` RETURNING message_id, direction`, args...)
+	if err != nil {
+		return fmt.Errorf("journal: write %d messages: %w", len(p.entries), err)
+	}
+	written := map[pendingKey]bool{}
+	for rows.Next() {
+		var k pendingKey
+		if err := rows.Scan(&k.id, &k.dir); err != nil {
+			rows.Close()
+			return fmt.Errorf("journal: write %d messages: %w", len(p.entries), err)
+		}
+		written[k] = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("journal: write %d messages: %w", len(p.entries), err)
+	}
+	for _, e := range p.entries {
+		if !e.recorded || written[pendingKey{e.m.ID, e.m.Direction}] {
+			continue
+		}
+		m := e.m
+		m.State, m.Code, m.Reason = e.events[0].state, e.events[0].code, e.events[0].reason
+		if _, err := record(ctx, q, m); err != nil {
+			return err
+		}
+	}
+	p.reset()
+	return nil
+}
+
+func (p *Pending) reset() {
+	p.entries, p.byKey, p.events = nil, map[pendingKey]*pendingEntry{}, 0
+}
+
+// statement returns the statement writing p, or "" when p is empty.
+func (p *Pending) statement() (string, []any) {
+	if len(p.entries) == 0 {
+		return "", nil
 	}
 	n := len(p.entries)
 	ids, dirs, kinds, peers := make([]uuid.UUID, n), make([]string, n), make([]string, n), make([]string, n)
@@ -192,11 +253,6 @@ func (p *Pending) Flush(ctx context.Context, q store.Querier) error {
 			eraws, einitial = append(eraws, ev.raw), append(einitial, ev.initial)
 		}
 	}
-	err := store.ExecLater(ctx, q, pendingSQL, ids, dirs, kinds, peers, raws, states, codes, reasons, corrs, recorded, changed, created, updated,
-		eids, edirs, estates, eats, ecodes, ereasons, eraws, einitial)
-	if err != nil {
-		return fmt.Errorf("journal: write %d messages: %w", n, err)
-	}
-	p.entries, p.byKey, p.events = nil, map[pendingKey]*pendingEntry{}, 0
-	return nil
+	return pendingSQL, []any{ids, dirs, kinds, peers, raws, states, codes, reasons, corrs, recorded, changed, created, updated,
+		eids, edirs, estates, eats, ecodes, ereasons, eraws, einitial}
 }

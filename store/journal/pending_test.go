@@ -191,3 +191,71 @@ func TestPendingOneStatementForABatch(t *testing.T) {
 	}
 }
 
+
+// TestPendingFlushCheckedRace records one message in two transactions at
+// once: the Pending's statement waits for the other transaction's row and
+// cannot see it in its snapshot. FlushChecked still journals the second
+// copy (StateReceivedAgain); Flush cannot.
+func TestPendingFlushCheckedRace(t *testing.T) {
+	for _, checked := range []bool{true, false} {
+		t.Run(fmt.Sprintf("checked=%v", checked), func(t *testing.T) {
+			j, pool, ctx := newJournal(t)
+			id := uuid.Must(uuid.NewV7())
+			m := journal.Message{ID: id, Direction: journal.Out, Kind: "receipt", Peer: "100000000000", Raw: []byte("payload"), State: journal.StateReceipted}
+			first, err := pool.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer first.Rollback(ctx)
+			if _, err := j.Record(ctx, first, m); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				done <- pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+					p := journal.NewPending(nil)
+					sent := m
+					sent.Raw, sent.State = []byte("envelope"), journal.StateSent
+					if err := p.Record(sent); err != nil {
+						return err
+					}
+					if checked {
+						return p.FlushChecked(ctx, tx)
+					}
+					return p.Flush(ctx, tx)
+				})
+			}()
+			// Wait until the second transaction waits for the first one's row.
+			for deadline := time.Now().Add(10 * time.Second); ; {
+				var waiting int
+				if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+					t.Fatal(err)
+				}
+				if waiting > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the second transaction never waited")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if err := first.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			evs, err := j.Events(ctx, id, journal.Out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := 1
+			if checked {
+				want = 2
+			}
+			if len(evs) != want || checked && (evs[1].State != journal.StateReceivedAgain || string(evs[1].Raw) != "envelope") {
+				t.Fatalf("events %+v, want %d", evs, want)
+			}
+		})
+	}
+}
