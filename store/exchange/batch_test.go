@@ -31,13 +31,13 @@ func TestClaimAllAndFinishAll(t *testing.T) {
 		}
 	})
 	reqs := []exchange.ClaimRequest{
-		{Sender: ministry, ID: id(1), RawSM3: first},  // redelivered while held
-		{Sender: ministry, ID: id(2), RawSM3: resend}, // resent while held
-		{Sender: ministry, ID: id(3), RawSM3: resend}, // resent after its outcome
-		{Sender: ministry, ID: id(4), RawSM3: resend}, // resent after a rejection
-		{Sender: ministry, ID: id(5), RawSM3: first},  // redelivered after its outcome
+		{Sender: ministry, ID: id(1), RawSM3: first},                                                       // redelivered while held
+		{Sender: ministry, ID: id(2), RawSM3: resend},                                                      // resent while held
+		{Sender: ministry, ID: id(3), RawSM3: resend},                                                      // resent after its outcome
+		{Sender: ministry, ID: id(4), RawSM3: resend},                                                      // resent after a rejection
+		{Sender: ministry, ID: id(5), RawSM3: first},                                                       // redelivered after its outcome
 		{Sender: ministry, ID: id(6), RawSM3: first, Kind: "keyperson.control", PersonNo: personA, Seq: 6}, // new
-		{Sender: "100000000000", ID: id(1), RawSM3: first}, // same id, other sender: new
+		{Sender: "100000000000", ID: id(1), RawSM3: first},                                                 // same id, other sender: new
 	}
 	want := []exchange.ClaimResult{
 		{Claim: exchange.ClaimRedelivered},

@@ -191,7 +191,6 @@ func TestPendingOneStatementForABatch(t *testing.T) {
 	}
 }
 
-
 // TestPendingFlushCheckedRace records one message in two transactions at
 // once: the Pending's statement waits for the other transaction's row and
 // cannot see it in its snapshot. FlushChecked still journals the second
