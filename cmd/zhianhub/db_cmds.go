@@ -5,7 +5,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 
+	"zhianhub/adapters/secplatform"
 	"zhianhub/cmd/zhianhub/internal/config"
 	"zhianhub/crypto"
 	"zhianhub/crypto/keystore"
@@ -69,8 +71,15 @@ func runAudit(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if !rep.OK {
-		return &exitError{code: exitChainBroken, err: fmt.Errorf("audit chain BROKEN at seq %d (%s): %s; %d entries and %d checkpoints checked out before it",
-			rep.FirstBad.Seq, rep.FirstBad.Kind, rep.FirstBad.Detail, rep.Entries, rep.Checkpoints)}
+		broken := fmt.Errorf("audit chain BROKEN at seq %d (%s): %s; %d entries and %d checkpoints checked out before it",
+			rep.FirstBad.Seq, rep.FirstBad.Kind, rep.FirstBad.Detail, rep.Entries, rep.Checkpoints)
+		// A security event: staged, chained after the head by the running
+		// hub, and forwarded to the security-protection platform.
+		if err := audit.Stage(ctx, pool, audit.Entry{Actor: "system", Action: secplatform.ActionChainBreak, Object: strconv.FormatInt(rep.FirstBad.Seq, 10),
+			Result: "broken", Reason: broken.Error(), Detail: map[string]any{"seq": rep.FirstBad.Seq, "kind": rep.FirstBad.Kind}}); err != nil {
+			broken = errors.Join(broken, fmt.Errorf("the security event was not recorded: %w", err))
+		}
+		return &exitError{code: exitChainBroken, err: broken}
 	}
 	fmt.Fprintf(env.stdout, "audit chain OK: %d entries, %d checkpoints, last seq %d hash %s\n",
 		rep.Entries, rep.Checkpoints, rep.LastSeq, hex.EncodeToString(rep.LastHash[:]))

@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -14,6 +18,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"zhianhub/adapters/httpapi"
+	"zhianhub/adapters/secplatform"
 	"zhianhub/cmd/zhianhub/internal/config"
 	"zhianhub/crypto/fieldenc"
 	"zhianhub/crypto/keystore"
@@ -128,6 +133,14 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *h
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h.cancel = cancel
 	h.bus.start(rctx, &h.routesW)
+	if cfg.SecPlatform.Addr != "" {
+		f, err := newSecForwarder(cfg, h.pool, logger)
+		if err != nil {
+			return nil, err
+		}
+		h.routesW.Go(func() { _ = f.Run(rctx) })
+		logger.Info("forwarding security events", "addr", cfg.SecPlatform.Addr, "tls", cfg.SecPlatform.TLS)
+	}
 	// The start is recorded even when a shutdown signal arrives meanwhile
 	// (readyz answers from here on): a signal is no start failure.
 	actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Shutdown.Timeout)
@@ -196,4 +209,25 @@ func amqpCheck(url string) func(context.Context) error {
 		}
 		return conn.Close()
 	}
+}
+
+// newSecForwarder sends the security events of the audit chain to the
+// security-protection platform.
+func newSecForwarder(cfg config.Config, pool *pgxpool.Pool, logger *slog.Logger) (*secplatform.Forwarder, error) {
+	fc := secplatform.ForwarderConfig{Pool: pool, Addr: cfg.SecPlatform.Addr, Version: Version, Logger: logger}
+	if cfg.SecPlatform.TLS {
+		host, _, _ := net.SplitHostPort(cfg.SecPlatform.Addr)
+		fc.TLS = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+		if cfg.SecPlatform.CAFile != "" {
+			pem, err := os.ReadFile(cfg.SecPlatform.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("security_platform.ca_file: %w", err)
+			}
+			fc.TLS.RootCAs = x509.NewCertPool()
+			if !fc.TLS.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("security_platform.ca_file %s: no PEM certificate", cfg.SecPlatform.CAFile)
+			}
+		}
+	}
+	return secplatform.NewForwarder(fc)
 }

@@ -139,4 +139,13 @@ func TestServeAndAuditVerify(t *testing.T) {
 		t.Fatalf("tampered chain: exit %d, stderr %s", code, errs)
 	}
 	t.Logf("audit verify on the tampered chain: exit %d: %s", code, strings.TrimSpace(errs))
+	// The break is a security event, staged for the chain (and from there
+	// for the security-protection platform).
+	var reason string
+	if err := pool.QueryRow(context.Background(), `SELECT reason FROM audit_pending WHERE action = 'security.chain_break'`).Scan(&reason); err != nil {
+		t.Fatalf("no security.chain_break entry staged: %v", err)
+	}
+	if !strings.Contains(reason, "BROKEN at seq 1 (modified)") {
+		t.Errorf("chain-break entry reason %q", reason)
+	}
 }

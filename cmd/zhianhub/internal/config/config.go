@@ -71,6 +71,19 @@ type Config struct {
 	Shutdown   ShutdownConfig
 	Audit      AuditConfig
 	Exchange   ExchangeConfig
+	// SecPlatform is where security events go (统一安全防护平台).
+	SecPlatform SecPlatformConfig
+}
+
+// SecPlatformConfig locates the security-protection platform's syslog
+// receiver (RFC 5424 over TCP, CEF payloads).
+type SecPlatformConfig struct {
+	// Addr is host:port; "" sends no events (they stay in the audit chain).
+	Addr string
+	// TLS wraps the connection; CAFile holds the roots that verify the
+	// platform ("" = the system roots).
+	TLS    bool
+	CAFile string
 }
 
 // DatabaseConfig locates PostgreSQL.
@@ -196,6 +209,11 @@ type fileConfig struct {
 		GapTimeout    *string `yaml:"gap_timeout"`
 		MPSExchange   *string `yaml:"mps_exchange"`
 	} `yaml:"exchange"`
+	SecPlatform struct {
+		Addr   *string `yaml:"addr"`
+		TLS    *string `yaml:"tls"`
+		CAFile *string `yaml:"ca_file"`
+	} `yaml:"security_platform"`
 }
 
 // field describes one configuration key.
@@ -283,6 +301,22 @@ func fields() []field {
 		{"exchange.mps_exchange", "ZHIANHUB_MPS_EXCHANGE",
 			func(f *fileConfig) *string { return f.Exchange.MPSExchange },
 			setString(func(c *Config) *string { return &c.Exchange.MPSExchange })},
+		{"security_platform.addr", "ZHIANHUB_SECPLATFORM_ADDR",
+			func(f *fileConfig) *string { return f.SecPlatform.Addr },
+			setString(func(c *Config) *string { return &c.SecPlatform.Addr })},
+		{"security_platform.tls", "ZHIANHUB_SECPLATFORM_TLS",
+			func(f *fileConfig) *string { return f.SecPlatform.TLS },
+			func(c *Config, v string) error {
+				b, err := strconv.ParseBool(strings.TrimSpace(v))
+				if err != nil {
+					return fmt.Errorf("not a boolean (true or false): %q", v)
+				}
+				c.SecPlatform.TLS = b
+				return nil
+			}},
+		{"security_platform.ca_file", "ZHIANHUB_SECPLATFORM_CA_FILE",
+			func(f *fileConfig) *string { return f.SecPlatform.CAFile },
+			setString(func(c *Config) *string { return &c.SecPlatform.CAFile })},
 	}
 }
 
@@ -506,6 +540,18 @@ func (c Config) Validate() error {
 	if strings.TrimSpace(x.MPSExchange) == "" || strings.ContainsAny(x.MPSExchange, " #*") {
 		add("exchange.mps_exchange", fmt.Errorf("must be an exchange name, not %q", x.MPSExchange))
 	}
+	if sp := c.SecPlatform; sp.Addr != "" {
+		if _, _, err := net.SplitHostPort(sp.Addr); err != nil {
+			add("security_platform.addr", fmt.Errorf("must be host:port: %w", err))
+		}
+	}
+	if sp := c.SecPlatform; sp.CAFile != "" {
+		if !sp.TLS {
+			add("security_platform.ca_file", errors.New("is set but security_platform.tls is false"))
+		} else if err := regularFile(sp.CAFile); err != nil {
+			add("security_platform.ca_file", err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -649,5 +695,8 @@ func (c Config) redactedPairs() [][2]string {
 		{"log.level", c.Log.Level},
 		{"shutdown.timeout", c.Shutdown.Timeout.String()},
 		{"audit.checkpoint_interval", c.Audit.CheckpointInterval.String()},
+		{"security_platform.addr", c.SecPlatform.Addr},
+		{"security_platform.tls", strconv.FormatBool(c.SecPlatform.TLS)},
+		{"security_platform.ca_file", c.SecPlatform.CAFile},
 	}
 }

@@ -93,6 +93,9 @@ func TestDefaults(t *testing.T) {
 		{"exchange.resend_giveup", c.Exchange.ResendGiveUp, 24 * time.Hour},
 		{"exchange.gap_timeout", c.Exchange.GapTimeout, 10 * time.Minute},
 		{"exchange.mps_exchange", c.Exchange.MPSExchange, "mps.bus"},
+		{"security_platform.addr", c.SecPlatform.Addr, ""},
+		{"security_platform.tls", c.SecPlatform.TLS, false},
+		{"security_platform.ca_file", c.SecPlatform.CAFile, ""},
 	}
 	if len(tests) != len(fields()) {
 		t.Fatalf("test covers %d keys, config has %d", len(tests), len(fields()))
@@ -166,6 +169,12 @@ func TestFileAndEnv(t *testing.T) {
 			func(c Config) any { return c.Exchange.GapTimeout }},
 		{"exchange.mps_exchange", nil, "mps.bus.test", "mps.bus.test", "sim.bus", "sim.bus",
 			func(c Config) any { return c.Exchange.MPSExchange }},
+		{"security_platform.addr", nil, "soc.example:6514", "soc.example:6514", "127.0.0.1:1514", "127.0.0.1:1514",
+			func(c Config) any { return c.SecPlatform.Addr }},
+		{"security_platform.tls", nil, "true", true, "false", false,
+			func(c Config) any { return c.SecPlatform.TLS }},
+		{"security_platform.ca_file", map[string]string{"security_platform.tls": "true"}, pf1, pf1, pf2, pf2,
+			func(c Config) any { return c.SecPlatform.CAFile }},
 	}
 	if len(tests) != len(fields()) {
 		t.Fatalf("test covers %d keys, config has %d", len(tests), len(fields()))
@@ -291,6 +300,10 @@ func TestInvalid(t *testing.T) {
 		{"exchange.resend_giveup below initial", "exchange.resend_giveup", nil, map[string]string{"ZHIANHUB_RESEND_GIVEUP": "1s"}, "shorter than exchange.resend_initial", ""},
 		{"exchange.gap_timeout", "exchange.gap_timeout", nil, map[string]string{"ZHIANHUB_GAP_TIMEOUT": "ten minutes"}, "not a duration", ""},
 		{"exchange.mps_exchange", "exchange.mps_exchange", nil, map[string]string{"ZHIANHUB_MPS_EXCHANGE": "a b"}, "must be an exchange name", ""},
+		{"security_platform.addr", "security_platform.addr", nil, map[string]string{"ZHIANHUB_SECPLATFORM_ADDR": "soc.example"}, "must be host:port", ""},
+		{"security_platform.tls", "security_platform.tls", nil, map[string]string{"ZHIANHUB_SECPLATFORM_TLS": "yes please"}, "not a boolean", ""},
+		{"security_platform.ca_file without tls", "security_platform.ca_file", nil, map[string]string{"ZHIANHUB_SECPLATFORM_CA_FILE": dir}, "security_platform.tls is false", ""},
+		{"security_platform.ca_file missing", "security_platform.ca_file", nil, map[string]string{"ZHIANHUB_SECPLATFORM_TLS": "true", "ZHIANHUB_SECPLATFORM_CA_FILE": filepath.Join(dir, "nope.pem")}, "no such file", ""},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
