@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"zhianhub/adapters/secplatform"
 	"zhianhub/cmd/zhianhub/internal/config"
@@ -44,9 +45,21 @@ func runMigrate(ctx context.Context, env *cliEnv, args []string) error {
 	return nil
 }
 
+const auditUsage = `usage: zhianhub audit verify [--config FILE]
+       zhianhub audit archive [--config FILE] [--older-than DURATION] [--dir DIR]
+       zhianhub audit verify-archive [--config FILE] MANIFEST`
+
 func runAudit(ctx context.Context, env *cliEnv, args []string) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "archive":
+			return runAuditArchive(ctx, env, args[1:])
+		case "verify-archive":
+			return runAuditVerifyArchive(env, args[1:])
+		}
+	}
 	if len(args) == 0 || args[0] != "verify" {
-		return &exitError{code: 2, err: errors.New("usage: zhianhub audit verify [--config FILE]")}
+		return &exitError{code: 2, err: errors.New(auditUsage)}
 	}
 	fs := newFlagSet(env, "audit verify")
 	cfgPath := fs.String("config", "", "configuration file (default: env ZHIANHUB_CONFIG, else none)")
@@ -101,4 +114,83 @@ func loadKeystore(cfg config.Config) (*keystore.Store, error) {
 		Passphrase:       pass,
 		RequireEncrypted: cfg.Mode == config.ModeProduction,
 	})
+}
+
+// runAuditArchive archives the audit entries older than the retention (or
+// --older-than) and deletes them from the database (audit.Archive).
+func runAuditArchive(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "audit archive")
+	cfgPath := fs.String("config", "", "configuration file (default: env ZHIANHUB_CONFIG, else none)")
+	olderThan := fs.Duration("older-than", 0, "archive entries older than this (default: audit.retention)")
+	dir := fs.String("dir", "", "archive directory (default: audit.archive_dir)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(env, *cfgPath)
+	if err != nil {
+		return err
+	}
+	if *olderThan <= 0 {
+		*olderThan = cfg.Audit.Retention
+	}
+	if *dir == "" {
+		*dir = cfg.Audit.ArchiveDir
+	}
+	ks, err := loadKeystore(cfg)
+	if err != nil {
+		return err
+	}
+	pool, err := store.Open(ctx, cfg.Database.URL, store.PoolConfig{})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	w, err := audit.NewWriter(pool, audit.WriterConfig{Signer: ks.Signer(), CheckpointInterval: cfg.Audit.CheckpointInterval})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = w.Close(cctx)
+	}()
+	res, err := audit.Archive(ctx, audit.ArchiveConfig{Pool: pool, Writer: w, Dir: *dir, Before: time.Now().Add(-*olderThan),
+		Signer: ks.Signer(), Keys: ks.SelfVerifier, Actor: "cli"})
+	if errors.Is(err, audit.ErrNothingToArchive) {
+		fmt.Fprintf(env.stdout, "nothing to archive: no checkpoint older than %s\n", *olderThan)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "archived entries %d-%d (%d entries, %d checkpoints) to %s\nmanifest %s (SM3 %x), recorded as audit entry %d\n",
+		res.From, res.To, res.Entries, res.Checkpoints, res.File, res.Manifest, res.SM3, res.ArchiveEntry)
+	return nil
+}
+
+// runAuditVerifyArchive checks an archive file against its signed manifest.
+func runAuditVerifyArchive(env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "audit verify-archive")
+	cfgPath := fs.String("config", "", "configuration file (default: env ZHIANHUB_CONFIG, else none)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return &exitError{code: 2, err: errors.New(auditUsage)}
+	}
+	cfg, err := loadConfig(env, *cfgPath)
+	if err != nil {
+		return err
+	}
+	ks, err := loadKeystore(cfg)
+	if err != nil {
+		return err
+	}
+	m, err := audit.VerifyArchive(fs.Arg(0), ks.SelfVerifier)
+	if err != nil {
+		return &exitError{code: exitChainBroken, err: err}
+	}
+	fmt.Fprintf(env.stdout, "archive OK: entries %d-%d (%d), %d checkpoints, file %s SM3 %s, signed by %s\n",
+		m.From, m.To, m.Entries, m.Checkpoints, m.File, m.SM3, crypto.KeyID(m.KeyID).Short())
+	return nil
 }

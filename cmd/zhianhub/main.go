@@ -9,6 +9,8 @@
 //	zhianhub keys gen|show|rotate
 //	zhianhub envelope open|seal
 //	zhianhub audit verify
+//	zhianhub audit archive [--older-than D] [--dir DIR]
+//	zhianhub audit verify-archive MANIFEST
 //	zhianhub version
 package main
 
@@ -56,7 +58,7 @@ func commands() map[string]command {
 		"migrate":  {"apply database migrations", runMigrate},
 		"keys":     {"generate, show or rotate node keys (gen|show|rotate)", runKeys},
 		"envelope": {"open or seal a secure envelope (open|seal)", runEnvelope},
-		"audit":    {"verify the audit chain (verify)", runAudit},
+		"audit":    {"verify, archive and verify-archive the audit chain", runAudit},
 		"sim":      {"run a bus simulator (mps)", runSim},
 		"dlq":      {"list, show, replay or resolve dead letters", runDLQ},
 		"file":     {"file a key-person record up to the Ministry (file <kind> FILE)", runFile},

@@ -133,6 +133,7 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *h
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h.cancel = cancel
 	h.bus.start(rctx, &h.routesW)
+	h.routesW.Go(func() { h.archiveLoop(rctx) })
 	if cfg.SecPlatform.Addr != "" {
 		f, err := newSecForwarder(cfg, h.pool, logger)
 		if err != nil {
@@ -230,4 +231,32 @@ func newSecForwarder(cfg config.Config, pool *pgxpool.Pool, logger *slog.Logger)
 		}
 	}
 	return secplatform.NewForwarder(fc)
+}
+
+// archiveLoop archives the audit entries past the retention, a minute after
+// the start and then daily (audit.Archive: file and signed manifest first,
+// then deletion).
+func (h *hub) archiveLoop(ctx context.Context) {
+	wait := time.Minute
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = 24 * time.Hour
+		res, err := audit.Archive(ctx, audit.ArchiveConfig{Pool: h.pool, Writer: h.audit, Dir: h.cfg.Audit.ArchiveDir,
+			Before: time.Now().Add(-h.cfg.Audit.Retention), Signer: h.keys.Signer(), Keys: h.keys.SelfVerifier})
+		switch {
+		case errors.Is(err, audit.ErrNothingToArchive):
+			h.logger.Debug("audit archive: nothing past the retention", "retention", h.cfg.Audit.Retention.String())
+		case err != nil:
+			if ctx.Err() == nil {
+				h.logger.Error("audit archive failed; retrying in an hour", "err", err)
+				wait = time.Hour
+			}
+		default:
+			h.logger.Info("audit entries archived", "from", res.From, "to", res.To, "file", res.File, "manifest", res.Manifest)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -76,6 +77,10 @@ type Report struct {
 	// where it first goes wrong.
 	OK       bool
 	FirstBad *Problem
+	// ArchivedThrough is the last seq archived and deleted (0 when the
+	// chain starts at 1): the remaining chain starts after the signed
+	// checkpoint at that seq, named by an audit.archive entry.
+	ArchivedThrough int64
 	// Pending counts the staged entries (audit_pending rows, see Stage) not
 	// yet chained, in Verify's snapshot. They are not checked: they are not
 	// in the chain yet.
@@ -134,8 +139,16 @@ func Verify(ctx context.Context, q store.Querier, keys KeyFunc) (Report, error) 
 	if err := q.QueryRow(ctx, `SELECT count(*) FROM audit_pending`).Scan(&pending); err != nil {
 		return Report{}, fmt.Errorf("audit: verify: count audit_pending: %w", err)
 	}
-	if err := v.stream(ctx, q); err != nil {
+	if err := v.readAnchor(ctx, q); err != nil {
 		return Report{}, err
+	}
+	if v.problem == nil {
+		if err := v.stream(ctx, q); err != nil {
+			return Report{}, err
+		}
+	}
+	if v.problem == nil && v.report.ArchivedThrough > 0 && !v.archiveNamed {
+		v.fail(1, KindDeleted, "entries 1-%d are missing and no %s entry names that cut", v.report.ArchivedThrough, ActionArchive)
 	}
 	if v.problem == nil {
 		if err := v.checkEnd(ctx, q); err != nil {
@@ -198,6 +211,47 @@ type verifier struct {
 	pendingPrev  Hash // the hash the entry at pending.Seq must link to
 	pendingHash  []byte
 	pendingCount int64
+
+	archiveNamed bool // an audit.archive entry names ArchivedThrough
+}
+
+// readAnchor starts the check after the archived part of the chain, if
+// any: the first entry's predecessor must carry a checkpoint (kept by
+// Archive) whose signature holds.
+func (v *verifier) readAnchor(ctx context.Context, q store.Querier) error {
+	var first *int64
+	if err := q.QueryRow(ctx, `SELECT min(seq) FROM audit_entry`).Scan(&first); err != nil {
+		return fmt.Errorf("audit: verify: first entry: %w", err)
+	}
+	if first == nil || *first <= 1 {
+		return nil
+	}
+	cut := *first - 1
+	var e storedEntry
+	var hash []byte
+	e.seq = cut
+	err := q.QueryRow(ctx, `SELECT seq, hash, at, key_id, max_gap, signature FROM audit_checkpoint WHERE seq = $1`, cut).
+		Scan(&e.cpSeq, &e.cpHash, &e.cpAt, &e.cpKey, &e.cpGap, &e.cpSig)
+	if errors.Is(err, pgx.ErrNoRows) {
+		v.fail(1, KindDeleted, "entries 1-%d are missing and no checkpoint anchors entry %d", cut, *first)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("audit: verify: read the anchor checkpoint: %w", err)
+	}
+	hash = e.cpHash
+	if len(hash) != HashSize {
+		v.fail(cut, KindCheckpoint, "anchor checkpoint %d has a hash of the wrong size", cut)
+		return nil
+	}
+	if !v.checkCheckpoint(&e, Hash(hash)) {
+		return nil
+	}
+	v.report.Checkpoints-- // the anchor is not part of the remaining chain
+	v.report.ArchivedThrough = cut
+	v.report.LastSeq, v.report.LastHash = cut, Hash(hash)
+	v.prevSealed = true
+	return nil
 }
 
 func (v *verifier) fail(seq int64, kind Kind, format string, args ...any) {
@@ -312,6 +366,12 @@ func (v *verifier) check(e *storedEntry) {
 		v.fail(seq, KindCheckpoint, "no checkpoint at entry %d: the checkpoint at %d promised one within %d entries",
 			seq, v.lastCp.Seq, v.lastCp.MaxGap)
 		return
+	}
+	if e.fields[3] == ActionArchive && v.report.ArchivedThrough > 0 && !v.archiveNamed {
+		var d struct{ To int64 }
+		if json.Unmarshal([]byte(e.detail), &d) == nil && d.To == v.report.ArchivedThrough {
+			v.archiveNamed = true
+		}
 	}
 	v.prevPrev = append(v.prevPrev[:0], e.prev...)
 	v.prevSealed = sealed

@@ -44,11 +44,15 @@ const (
 	DefaultLogLevel           = "info"
 	DefaultShutdownTimeout    = 30 * time.Second
 	DefaultCheckpointInterval = time.Minute
-	DefaultResendInitial      = time.Minute
-	DefaultResendMax          = 30 * time.Minute
-	DefaultResendGiveUp       = 24 * time.Hour
-	DefaultGapTimeout         = 10 * time.Minute
-	DefaultMPSExchange        = "mps.bus"
+	// DefaultAuditRetention keeps audit entries three years (等保 and the
+	// seed's requirement) before they are archived and deleted.
+	DefaultAuditRetention  = 3 * 365 * 24 * time.Hour
+	DefaultAuditArchiveDir = "./var/archive/audit"
+	DefaultResendInitial   = time.Minute
+	DefaultResendMax       = 30 * time.Minute
+	DefaultResendGiveUp    = 24 * time.Hour
+	DefaultGapTimeout      = 10 * time.Minute
+	DefaultMPSExchange     = "mps.bus"
 )
 
 // Config is the whole configuration of the hub.
@@ -133,6 +137,10 @@ type ShutdownConfig struct {
 type AuditConfig struct {
 	// CheckpointInterval is how often a signed checkpoint of the chain is written.
 	CheckpointInterval time.Duration
+	// Retention is how long entries stay in the database; older ones are
+	// archived to ArchiveDir (signed manifest), then deleted.
+	Retention  time.Duration
+	ArchiveDir string
 }
 
 // ExchangeConfig times the bus exchange (mps-bus.md, "Delivery rules"). The
@@ -164,7 +172,7 @@ func Default() Config {
 		HTTP:        HTTPConfig{Addr: DefaultHTTPAddr},
 		Log:         LogConfig{Level: DefaultLogLevel},
 		Shutdown:    ShutdownConfig{Timeout: DefaultShutdownTimeout},
-		Audit:       AuditConfig{CheckpointInterval: DefaultCheckpointInterval},
+		Audit:       AuditConfig{CheckpointInterval: DefaultCheckpointInterval, Retention: DefaultAuditRetention, ArchiveDir: DefaultAuditArchiveDir},
 		Exchange: ExchangeConfig{
 			ResendInitial: DefaultResendInitial, ResendMax: DefaultResendMax,
 			ResendGiveUp: DefaultResendGiveUp, GapTimeout: DefaultGapTimeout,
@@ -201,6 +209,8 @@ type fileConfig struct {
 	} `yaml:"shutdown"`
 	Audit struct {
 		CheckpointInterval *string `yaml:"checkpoint_interval"`
+		Retention          *string `yaml:"retention"`
+		ArchiveDir         *string `yaml:"archive_dir"`
 	} `yaml:"audit"`
 	Exchange struct {
 		ResendInitial *string `yaml:"resend_initial"`
@@ -286,6 +296,12 @@ func fields() []field {
 		{"audit.checkpoint_interval", "ZHIANHUB_AUDIT_CHECKPOINT_INTERVAL",
 			func(f *fileConfig) *string { return f.Audit.CheckpointInterval },
 			setDuration(func(c *Config) *time.Duration { return &c.Audit.CheckpointInterval })},
+		{"audit.retention", "ZHIANHUB_AUDIT_RETENTION",
+			func(f *fileConfig) *string { return f.Audit.Retention },
+			setDuration(func(c *Config) *time.Duration { return &c.Audit.Retention })},
+		{"audit.archive_dir", "ZHIANHUB_AUDIT_ARCHIVE_DIR",
+			func(f *fileConfig) *string { return f.Audit.ArchiveDir },
+			setString(func(c *Config) *string { return &c.Audit.ArchiveDir })},
 		{"exchange.resend_initial", "ZHIANHUB_RESEND_INITIAL",
 			func(f *fileConfig) *string { return f.Exchange.ResendInitial },
 			setDuration(func(c *Config) *time.Duration { return &c.Exchange.ResendInitial })},
@@ -521,6 +537,12 @@ func (c Config) Validate() error {
 	if c.Shutdown.Timeout <= 0 {
 		add("shutdown.timeout", fmt.Errorf("must be positive, not %s", c.Shutdown.Timeout))
 	}
+	if c.Audit.Retention < 24*time.Hour {
+		add("audit.retention", fmt.Errorf("must be at least 24h, not %s", c.Audit.Retention))
+	}
+	if strings.TrimSpace(c.Audit.ArchiveDir) == "" {
+		add("audit.archive_dir", errors.New("must not be empty"))
+	}
 	if c.Audit.CheckpointInterval <= 0 {
 		add("audit.checkpoint_interval", fmt.Errorf("must be positive, not %s", c.Audit.CheckpointInterval))
 	}
@@ -695,6 +717,8 @@ func (c Config) redactedPairs() [][2]string {
 		{"log.level", c.Log.Level},
 		{"shutdown.timeout", c.Shutdown.Timeout.String()},
 		{"audit.checkpoint_interval", c.Audit.CheckpointInterval.String()},
+		{"audit.retention", c.Audit.Retention.String()},
+		{"audit.archive_dir", c.Audit.ArchiveDir},
 		{"security_platform.addr", c.SecPlatform.Addr},
 		{"security_platform.tls", strconv.FormatBool(c.SecPlatform.TLS)},
 		{"security_platform.ca_file", c.SecPlatform.CAFile},
