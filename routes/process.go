@@ -231,7 +231,7 @@ func (in *Inbound) receipt(ctx context.Context, tx *work, it *item) ([]audit.Ent
 	}
 	if changed {
 		refID, _ := uuid.Parse(r.Ref)
-		err := in.cfg.Journal.Transition(ctx, tx, refID, journal.Out, journal.StateReceipted, r.Code, r.Status+" "+r.Reason)
+		err := in.cfg.Journal.Transition(ctx, tx, refID, journal.Out, journal.StateReceipted, r.Code, strings.TrimSpace(r.Status+" "+r.Reason))
 		if errors.Is(err, journal.ErrNotFound) {
 			// The relay published the filing but crashed before its
 			// commit, and the receipt came first: journal it now (its

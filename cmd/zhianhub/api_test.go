@@ -206,6 +206,95 @@ func TestFileCLIAndAPI(t *testing.T) {
 		t.Errorf("actor %v, want $USER", f["actor"])
 	}
 
+	// A filing through the API, answered by the Ministry, traced from the
+	// API call's request id to the Ministry's receipt.
+	control := `{"personNo":"` + filePersonNo + `","controlNo":"31010420261127000501","level":2,"measures":["verify","report"],` +
+		`"regions":["310104"],"validFrom":"2026-11-27T10:00:00.000+08:00","validTo":"2027-02-27T10:00:00.000+08:00",` +
+		`"basis":{"docNo":"沪公徐（测）字〔2026〕第0501号","approvedBy":"上海市公安局徐汇分局（测试）","approvedAt":"2026-11-27T09:00:00.000+08:00","legal":"测试数据"}}`
+	req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/filings/"+contracts.KindControl, strings.NewReader(control))
+	req.Header.Set("X-Dev-User", "li.officer")
+	req.Header.Set("X-Dev-Unit", "310104000000")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var filed routes.FileResult
+	json.NewDecoder(resp.Body).Decode(&filed)
+	resp.Body.Close()
+	requestID := resp.Header.Get("X-Request-Id")
+	if resp.StatusCode != http.StatusAccepted || filed.ID == "" || requestID == "" {
+		t.Fatalf("POST filing: %d %+v request id %q", resp.StatusCode, filed, requestID)
+	}
+	if m := receive(); m.ID != filed.ID {
+		t.Fatalf("the Ministry got %s, want %s", m.ID, filed.ID)
+	}
+	minSealer, err := envelope.NewSealer(envelope.SealerConfig{Keys: minKeys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	receipt, _ := json.Marshal(map[string]string{"ref": filed.ID, "status": "ACCEPTED", "code": "0000", "reason": "",
+		"at": time.Now().Format("2006-01-02T15:04:05.000+08:00")})
+	renv, rid, err := minSealer.Seal(envelope.Outgoing{Kind: "receipt", To: "310000000000", Corr: filed.ID, Payload: receipt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.PublishWithContext(ctx, exchange, mpsbus.RoutingKey("310000000000", "receipt"), false, false,
+		mpsbus.Publishing(renv, rid, "receipt", time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, f := get("/api/v1/filings/" + filed.ID); f["state"] == "receipted" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the receipt was not correlated\n%s", logs.String())
+		}
+	}
+	code, out, errs = runCLI(t, "", env, "trace", requestID)
+	if code != 0 {
+		t.Fatalf("trace: exit %d %s", code, errs)
+	}
+	t.Logf("zhianhub trace %s:\n%s", requestID, out)
+	// In this order: the API call, the relay's send, the Ministry's
+	// receipt; the correlation after it (its audit entry and journal event
+	// commit together, so their order is not fixed, and the send's audit
+	// entry is chained when the relay's batch commits).
+	last := -1
+	for _, want := range []string{
+		"filing.submit 0000 by li.officer on " + filed.ID,
+		"out keyperson.control to 000000000000: sent",
+		"in receipt from 000000000000: opened",
+		"filing.receipt 0000 by 000000000000 on " + filed.ID,
+	} {
+		i := strings.Index(out, want)
+		if i < 0 {
+			t.Errorf("trace lacks %q", want)
+			continue
+		}
+		if i < last {
+			t.Errorf("trace has %q out of order", want)
+		}
+		last = i
+	}
+	for _, want := range []string{"message.send ok by system on " + filed.ID, "out keyperson.control to 000000000000: receipted 0000 (ACCEPTED)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("trace lacks %q", want)
+		}
+	}
+	// A person's trace holds every filing about it, and no payload.
+	code, out, errs = runCLI(t, "", env, "trace", filePersonNo)
+	if code != 0 {
+		t.Fatalf("trace person: exit %d %s", code, errs)
+	}
+	for _, want := range []string{res.ID, res2.ID, filed.ID, "keyperson.register to 000000000000", "keyperson.change to 000000000000"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("person trace lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "310104198605171356") || strings.Contains(out, "张测试") {
+		t.Errorf("person trace shows personal data:\n%s", out)
+	}
+
 	// Usage errors.
 	for _, args := range [][]string{{"file"}, {"file", contracts.KindRegister}, {"file", contracts.KindRegister, "a", "b"}} {
 		if code, _, errs := runCLI(t, "", env, args...); code != 2 || !strings.Contains(errs, "usage: zhianhub file") {

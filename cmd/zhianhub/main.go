@@ -11,6 +11,7 @@
 //	zhianhub audit verify
 //	zhianhub audit archive [--older-than D] [--dir DIR]
 //	zhianhub audit verify-archive MANIFEST
+//	zhianhub trace [--json] ID
 //	zhianhub version
 package main
 
@@ -61,6 +62,7 @@ func commands() map[string]command {
 		"audit":    {"verify, archive and verify-archive the audit chain", runAudit},
 		"sim":      {"run a bus simulator (mps)", runSim},
 		"dlq":      {"list, show, replay or resolve dead letters", runDLQ},
+		"trace":    {"the timeline of a request id, message id or key-person number", runTrace},
 		"file":     {"file a key-person record up to the Ministry (file <kind> FILE)", runFile},
 		"version":  {"print the version", runVersion},
 	}
