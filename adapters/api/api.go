@@ -4,7 +4,7 @@
 // following filings that await a receipt. The OpenAPI 3.0 document of every
 // endpoint is served at /api/v1/openapi.json.
 //
-// Every request carries an identity (Authenticator). Until the portal brings
+// Every request carries an identity (auth.Authenticator). Until the portal brings
 // real authentication, the only authenticator is the development identity
 // of the X-Dev-User, X-Dev-Unit and X-Dev-Roles headers, accepted only when
 // Config.DevIdentity is true (the configuration refuses it in production);
@@ -59,6 +59,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"zhianhub/adapters/auth"
 	"zhianhub/adapters/httpapi"
 	"zhianhub/routes"
 	"zhianhub/store/audit"
@@ -79,14 +80,15 @@ type Config struct {
 	Filing   *routes.Filing
 	Audit    *audit.Writer
 	Journal  *journal.Journal
-	// DevIdentity accepts the development identity headers (DevHeaders).
-	// When false and Authenticator is nil, every request is refused.
+	// DevIdentity accepts the development identity headers
+	// (auth.DevHeaders). When false and Authenticator is nil, every request
+	// is refused.
 	DevIdentity bool
 	// Logger receives internal errors. Default: discard.
 	Logger *slog.Logger
-	// Authenticator identifies the caller. Default: DevHeaders when
-	// DevIdentity is true, else Refuse.
-	Authenticator Authenticator
+	// Authenticator identifies the caller. Default: auth.DevHeaders when
+	// DevIdentity is true, else auth.Refuse.
+	Authenticator auth.Authenticator
 	// Now is the clock of defaulted times (a task's signedAt). Default
 	// time.Now.
 	Now func() time.Time
@@ -98,9 +100,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Authenticator == nil {
 		if c.DevIdentity {
-			c.Authenticator = DevHeaders{}
+			c.Authenticator = auth.DevHeaders{}
 		} else {
-			c.Authenticator = Refuse{}
+			c.Authenticator = auth.Refuse{}
 		}
 	}
 	if c.Now == nil {
@@ -141,8 +143,12 @@ func Mount(r chi.Router, cfg Config) error {
 		return err
 	}
 	s := &server{cfg: cfg}
+	authenticate, err := auth.Middleware(auth.MiddlewareConfig{Authenticator: cfg.Authenticator, Audit: cfg.Audit, Logger: cfg.Logger})
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
 	r.Route(Prefix, func(r chi.Router) {
-		r.Use(s.authenticate)
+		r.Use(authenticate)
 		r.NotFound(s.handle(func(http.ResponseWriter, *http.Request) error {
 			return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "接口不存在"}
 		}))
@@ -189,7 +195,7 @@ func (s *server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 // record appends an audit entry for the request's identity. The entry is
 // written even if the client goes away.
 func (s *server) record(ctx context.Context, e audit.Entry) error {
-	id, _ := IdentityFrom(ctx)
+	id, _ := auth.IdentityFrom(ctx)
 	if e.Actor == "" {
 		e.Actor = id.User
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"zhianhub/adapters/auth"
 	"zhianhub/adapters/httpapi"
 	"zhianhub/contracts"
 	"zhianhub/envelope"
@@ -61,7 +62,7 @@ func (s *server) postFiling(w http.ResponseWriter, r *http.Request) error {
 // file files one payload for the request's identity and answers 202.
 func (s *server) file(w http.ResponseWriter, r *http.Request, kind string, payload []byte, corr string) error {
 	ctx := r.Context()
-	id, _ := IdentityFrom(ctx)
+	id, _ := auth.IdentityFrom(ctx)
 	res, err := s.cfg.Filing.File(ctx, routes.FileRequest{Kind: kind, Payload: payload, Corr: corr, Actor: id.User,
 		CorrelationID: httpapi.RequestID(ctx)})
 	if err != nil && res.ID == "" {

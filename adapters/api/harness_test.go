@@ -21,6 +21,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"zhianhub/adapters/api"
+	"zhianhub/adapters/auth"
 	"zhianhub/adapters/httpapi"
 	"zhianhub/adapters/mpsbus"
 	"zhianhub/contracts"
@@ -235,13 +236,13 @@ func (h *harness) call(u user, method, path string, body any) response {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if u.id != "" {
-		req.Header.Set(api.HeaderDevUser, u.id)
+		req.Header.Set(auth.HeaderDevUser, u.id)
 	}
 	if u.unit != "" {
-		req.Header.Set(api.HeaderDevUnit, u.unit)
+		req.Header.Set(auth.HeaderDevUnit, u.unit)
 	}
 	if u.roles != "" {
-		req.Header.Set(api.HeaderDevRoles, u.roles)
+		req.Header.Set(auth.HeaderDevRoles, u.roles)
 	}
 	resp, err := h.srv.Client().Do(req)
 	must(h.t, err)

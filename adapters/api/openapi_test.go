@@ -20,6 +20,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"zhianhub/adapters/api"
+	"zhianhub/adapters/auth"
 	"zhianhub/routes"
 	"zhianhub/store/audit"
 	"zhianhub/store/journal"
@@ -312,7 +313,7 @@ func TestOpenAPIServed(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req := httptest.NewRequest(http.MethodGet, "/api/v1/openapi.json"+tc.query, nil)
-			req.Header.Set(api.HeaderDevUser, tc.user)
+			req.Header.Set(auth.HeaderDevUser, tc.user)
 			w := httptest.NewRecorder()
 			r.ServeHTTP(w, req)
 			if w.Code != tc.status {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"zhianhub/adapters/auth"
 	"zhianhub/adapters/httpapi"
 	"zhianhub/store/audit"
 	"zhianhub/store/exchange"
@@ -77,7 +78,7 @@ func (s *server) getPerson(w http.ResponseWriter, r *http.Request) error {
 // allowUnmask checks the role and the reason of a request for clear data;
 // a refusal is audited.
 func (s *server) allowUnmask(ctx context.Context, personNo, reason string) error {
-	id, _ := IdentityFrom(ctx)
+	id, _ := auth.IdentityFrom(ctx)
 	var refused *Error
 	switch {
 	case !id.HasRole(RoleUnmask):
