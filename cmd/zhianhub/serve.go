@@ -128,7 +128,11 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *h
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h.cancel = cancel
 	h.bus.start(rctx, &h.routesW)
-	if _, err = h.audit.Append(ctx, audit.Entry{
+	// The hub serves (and may be told to stop) from here on: a stop signal
+	// must not abort the audit of the start.
+	actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer acancel()
+	if _, err = h.audit.Append(actx, audit.Entry{
 		Actor: h.keys.Node(), Action: "hub.start", Object: Version, Result: "ok",
 		Detail: map[string]any{"mode": cfg.Mode, "http": h.http.Addr()},
 	}); err != nil {
