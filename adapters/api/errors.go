@@ -21,7 +21,7 @@ const (
 )
 
 // RoleUnmask is the role needed to see personal data in clear.
-const RoleUnmask = "unmask"
+const RoleUnmask = auth.RoleUnmask
 
 // Error is an answer with an HTTP status, a code and a Chinese message.
 type Error struct {

@@ -40,7 +40,7 @@ func newAuditDB(t *testing.T) *auditDB {
 // auditRow is one stored audit entry.
 type auditRow struct {
 	Actor, Unit, Role, Action, Object, Result, Reason string
-	Detail                                           map[string]any
+	Detail                                            map[string]any
 }
 
 // entries returns the chained audit entries of action, oldest first.

@@ -123,6 +123,8 @@ func TestFileCLIAndAPI(t *testing.T) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
 		req.Header.Set("X-Dev-User", "li.officer")
+		req.Header.Set("X-Dev-Unit", "310104000000")
+		req.Header.Set("X-Dev-Roles", "officer")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
