@@ -54,10 +54,16 @@ func TestBindingsGrantsLocks(t *testing.T) {
 	if _, err := access.ActiveBinding(ctx, pool, "A1B", "CN=其他CA,C=CN"); !errors.Is(err, access.ErrNotFound) {
 		t.Fatalf("other issuer: %v", err)
 	}
-	if err := tx(func(tx pgx.Tx) error { _, err := access.RevokeBinding(ctx, tx, first.ID, "sec", "挂失", now); return err }); err != nil {
+	if err := tx(func(tx pgx.Tx) error {
+		_, err := access.RevokeBinding(ctx, tx, first.ID, "sec", "挂失", now)
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := tx(func(tx pgx.Tx) error { _, err := access.RevokeBinding(ctx, tx, first.ID, "sec", "挂失", now); return err }); !errors.Is(err, access.ErrConflict) {
+	if err := tx(func(tx pgx.Tx) error {
+		_, err := access.RevokeBinding(ctx, tx, first.ID, "sec", "挂失", now)
+		return err
+	}); !errors.Is(err, access.ErrConflict) {
 		t.Fatalf("second revocation: %v", err)
 	}
 	if err := tx(func(tx pgx.Tx) error { _, err := access.RevokeBinding(ctx, tx, 999, "sec", "挂失", now); return err }); !errors.Is(err, access.ErrNotFound) {
