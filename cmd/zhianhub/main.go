@@ -59,6 +59,7 @@ func commands() map[string]command {
 		"audit":    {"verify the audit chain (verify)", runAudit},
 		"sim":      {"run a bus simulator (mps)", runSim},
 		"dlq":      {"list, show, replay or resolve dead letters", runDLQ},
+		"admins":   {"grant, revoke or list the administrators' roles (grant|revoke|list)", runAdmins},
 		"file":     {"file a key-person record up to the Ministry (file <kind> FILE)", runFile},
 		"version":  {"print the version", runVersion},
 	}
