@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"net/http"
@@ -583,7 +584,7 @@ func (s *server) listAudit(w http.ResponseWriter, r *http.Request) error {
 	for _, rec := range recs {
 		v := auditView{Seq: rec.Seq, At: local(rec.At), Actor: rec.Actor, Unit: rec.Unit, Role: rec.Role, Action: rec.Action,
 			Object: rec.Object, Result: rec.Result, Reason: rec.Reason, CorrelationID: rec.CorrelationID}
-		if err := jsonUnmarshal(rec.Detail, &v.Detail); err != nil {
+		if err := json.Unmarshal(rec.Detail, &v.Detail); err != nil {
 			return err
 		}
 		if v.Detail == nil {

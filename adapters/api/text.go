@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"strings"
 	"unicode/utf8"
 )
@@ -19,6 +18,3 @@ func clip(s string, max int) string {
 	}
 	return s[:cut]
 }
-
-// jsonUnmarshal decodes stored JSON.
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
