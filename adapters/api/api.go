@@ -4,16 +4,27 @@
 // following filings that await a receipt. The OpenAPI 3.0 document of every
 // endpoint is served at /api/v1/openapi.json.
 //
-// Every request carries an identity (Authenticator). Until the portal brings
-// real authentication, the only authenticator is the development identity
-// of the X-Dev-User, X-Dev-Unit and X-Dev-Roles headers, accepted only when
-// Config.DevIdentity is true (the configuration refuses it in production);
-// otherwise every request is answered 401.
+// Every request carries an identity (auth.Authenticator, see package
+// adapters/auth): the security gateway's officer certificate, a bearer
+// token of the unified portal, or the development identity of the
+// X-Dev-User, X-Dev-Unit and X-Dev-Roles headers (only when
+// Config.DevIdentity is true; the configuration refuses it in production);
+// otherwise every request is answered 401. The roles granted locally
+// (Config.Access) are added to the identity's; a locked account is 401.
+//
+// Authorization: each endpoint needs a permission (auth.RolePermissions:
+// officer reads, files and signs; unmask unmasks; sysadmin locks accounts;
+// secadmin binds certificates and grants business roles; auditor reads the
+// audit log). An administrator's role gives its own permissions only, so
+// none of the three administrators can do another's work, nor an
+// officer's. A refusal is 403 E403, audited (authz.denied). Records are
+// bounded by the unit tree (Config.Units): a user sees the persons of their
+// unit and of the units below it.
 //
 // Personal data is masked by default: the ID number and name with
 // registry.MaskIDNo and registry.MaskName, addresses by MaskAddress, the
-// birth date down to its year. Clear values need the role "unmask" and a
-// stated reason. Every read of a person's record, history or controls and
+// birth date down to its year. Clear values need the permission
+// person.unmask (role "unmask") and a stated reason. Every read of a person's record, history or controls and
 // every search by ID number is audited before the data is returned; a
 // failed audit fails the request.
 //
@@ -24,11 +35,24 @@
 //
 // Decisions:
 //
+//   - A person outside the caller's unit scope is answered 404 E131 with
+//     the message of an unknown person (the API does not confirm that the
+//     record exists), and the refused read is audited with result
+//     "denied" and reason 超出数据范围; a search by ID number leaves such
+//     persons out (the audit counts them); a filing about such a person is
+//     404 likewise, a registration for a unit outside the scope 403. Tasks
+//     and filings (no personal data) are not bounded by the scope yet.
+//   - The administrators' changes (certificate bindings, role grants,
+//     account locks) need a stated reason and stage their audit entry in
+//     their own transaction. Administrators' roles are granted at
+//     deployment only, never through the API; nobody grants, revokes,
+//     locks or unlocks themselves.
 //   - Status of a refusal by code: E100 and E102 → 400, E120-E122 → 422
 //     (the message names the field path), E130 → 409, E131 → 404; bad
 //     query or path values → 400 E100 naming the parameter; no identity →
-//     401 E401; a role missing → 403 E403; no route → 404 E404; wrong
-//     method → 405 E405; anything else → 500 E199.
+//     401 E401; a permission missing → 403 E403; an administrative change
+//     conflicting with the stored state → 409 E409; no route → 404 E404;
+//     wrong method → 405 E405; anything else → 500 E199.
 //   - Each read of personal data writes exactly one audit entry, before the
 //     answer: person.read (masked record, history, controls), person.unmask
 //     (clear record; result "denied" for a refused attempt, with the
@@ -59,6 +83,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"zhianhub/adapters/auth"
 	"zhianhub/adapters/httpapi"
 	"zhianhub/routes"
 	"zhianhub/store/audit"
@@ -79,17 +104,24 @@ type Config struct {
 	Filing   *routes.Filing
 	Audit    *audit.Writer
 	Journal  *journal.Journal
-	// DevIdentity accepts the development identity headers (DevHeaders).
-	// When false and Authenticator is nil, every request is refused.
+	// DevIdentity accepts the development identity headers
+	// (auth.DevHeaders). When false and Authenticator is nil, every request
+	// is refused.
 	DevIdentity bool
 	// Logger receives internal errors. Default: discard.
 	Logger *slog.Logger
-	// Authenticator identifies the caller. Default: DevHeaders when
-	// DevIdentity is true, else Refuse.
-	Authenticator Authenticator
+	// Authenticator identifies the caller. Default: auth.DevHeaders when
+	// DevIdentity is true, else auth.Refuse.
+	Authenticator auth.Authenticator
 	// Now is the clock of defaulted times (a task's signedAt). Default
 	// time.Now.
 	Now func() time.Time
+	// Access adds the locally granted roles to every identity and refuses
+	// locked accounts. Default auth.StoreAccess on Pool.
+	Access auth.AccessSource
+	// Units is the unit tree that bounds what a user sees. Default
+	// auth.DemoUnitTree (deploy/units.example.yaml).
+	Units *auth.UnitTree
 }
 
 func (c *Config) setDefaults() {
@@ -98,13 +130,19 @@ func (c *Config) setDefaults() {
 	}
 	if c.Authenticator == nil {
 		if c.DevIdentity {
-			c.Authenticator = DevHeaders{}
+			c.Authenticator = auth.DevHeaders{}
 		} else {
-			c.Authenticator = Refuse{}
+			c.Authenticator = auth.Refuse{}
 		}
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Access == nil && c.Pool != nil {
+		c.Access = auth.StoreAccess{Q: c.Pool}
+	}
+	if c.Units == nil {
+		c.Units = auth.DemoUnitTree()
 	}
 }
 
@@ -117,7 +155,7 @@ func (c Config) Validate() error {
 	}{
 		{"Pool", c.Pool == nil}, {"Registry", c.Registry == nil}, {"Filing", c.Filing == nil},
 		{"Audit", c.Audit == nil}, {"Journal", c.Journal == nil}, {"Logger", c.Logger == nil},
-		{"Authenticator", c.Authenticator == nil}, {"Now", c.Now == nil},
+		{"Authenticator", c.Authenticator == nil}, {"Now", c.Now == nil}, {"Access", c.Access == nil}, {"Units", c.Units == nil},
 	} {
 		if f.missing {
 			errs = append(errs, fmt.Errorf("%s is required", f.name))
@@ -141,8 +179,13 @@ func Mount(r chi.Router, cfg Config) error {
 		return err
 	}
 	s := &server{cfg: cfg}
+	authenticate, err := auth.Middleware(auth.MiddlewareConfig{Authenticator: cfg.Authenticator, Audit: cfg.Audit,
+		Access: cfg.Access, Logger: cfg.Logger})
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
 	r.Route(Prefix, func(r chi.Router) {
-		r.Use(s.authenticate)
+		r.Use(authenticate)
 		r.NotFound(s.handle(func(http.ResponseWriter, *http.Request) error {
 			return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "接口不存在"}
 		}))
@@ -150,19 +193,32 @@ func Mount(r chi.Router, cfg Config) error {
 			return &Error{Status: http.StatusMethodNotAllowed, Code: CodeMethod, Message: "该接口不支持此请求方法"}
 		}))
 		r.Get("/openapi.json", s.handle(s.openAPIDoc))
+		r.Get("/me", s.handle(s.me))
 
-		r.Post("/filings/{kind}", s.handle(s.postFiling))
-		r.Get("/filings", s.handle(s.listFilings))
-		r.Get("/filings/{id}", s.handle(s.getFiling))
+		can := s.require
+		r.With(can(auth.PermFilingSubmit)).Post("/filings/{kind}", s.handle(s.postFiling))
+		r.With(can(auth.PermFilingRead)).Get("/filings", s.handle(s.listFilings))
+		r.With(can(auth.PermFilingRead)).Get("/filings/{id}", s.handle(s.getFiling))
 
-		r.Get("/persons", s.handle(s.findPersons))
-		r.Get("/persons/{personNo}", s.handle(s.getPerson))
-		r.Get("/persons/{personNo}/history", s.handle(s.personHistory))
-		r.Get("/persons/{personNo}/controls", s.handle(s.personControls))
+		r.With(can(auth.PermPersonRead)).Get("/persons", s.handle(s.findPersons))
+		r.With(can(auth.PermPersonRead)).Get("/persons/{personNo}", s.handle(s.getPerson))
+		r.With(can(auth.PermPersonRead)).Get("/persons/{personNo}/history", s.handle(s.personHistory))
+		r.With(can(auth.PermPersonRead)).Get("/persons/{personNo}/controls", s.handle(s.personControls))
 
-		r.Get("/tasks", s.handle(s.listTasks))
-		r.Get("/tasks/{taskNo}", s.handle(s.getTask))
-		r.Post("/tasks/{taskNo}/sign", s.handle(s.signTask))
+		r.With(can(auth.PermTaskRead)).Get("/tasks", s.handle(s.listTasks))
+		r.With(can(auth.PermTaskRead)).Get("/tasks/{taskNo}", s.handle(s.getTask))
+		r.With(can(auth.PermFilingSubmit)).Post("/tasks/{taskNo}/sign", s.handle(s.signTask))
+
+		r.With(can(auth.PermBindingManage)).Get("/admin/cert-bindings", s.handle(s.listBindings))
+		r.With(can(auth.PermBindingManage)).Post("/admin/cert-bindings", s.handle(s.createBinding))
+		r.With(can(auth.PermBindingManage)).Post("/admin/cert-bindings/{bindingId}/revoke", s.handle(s.revokeBinding))
+		r.With(can(auth.PermRoleGrant)).Get("/admin/role-grants", s.handle(s.listGrants))
+		r.With(can(auth.PermRoleGrant)).Put("/admin/users/{userId}/roles/{role}", s.handle(s.grantRole))
+		r.With(can(auth.PermRoleGrant)).Delete("/admin/users/{userId}/roles/{role}", s.handle(s.revokeRole))
+		r.With(can(auth.PermAccountManage)).Get("/admin/account-locks", s.handle(s.listLocks))
+		r.With(can(auth.PermAccountManage)).Put("/admin/users/{userId}/lock", s.handle(s.lockAccount))
+		r.With(can(auth.PermAccountManage)).Delete("/admin/users/{userId}/lock", s.handle(s.unlockAccount))
+		r.With(can(auth.PermAuditRead)).Get("/audit", s.handle(s.listAudit))
 	})
 	return nil
 }
@@ -186,10 +242,9 @@ func (s *server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 	}
 }
 
-// record appends an audit entry for the request's identity. The entry is
-// written even if the client goes away.
-func (s *server) record(ctx context.Context, e audit.Entry) error {
-	id, _ := IdentityFrom(ctx)
+// entry completes an audit entry with the request's identity and id.
+func entry(ctx context.Context, e audit.Entry) audit.Entry {
+	id, _ := auth.IdentityFrom(ctx)
 	if e.Actor == "" {
 		e.Actor = id.User
 	}
@@ -200,10 +255,43 @@ func (s *server) record(ctx context.Context, e audit.Entry) error {
 		e.Role = id.RoleList()
 	}
 	e.CorrelationID = httpapi.RequestID(ctx)
+	return e
+}
+
+// record appends an audit entry for the request's identity. The entry is
+// written even if the client goes away.
+func (s *server) record(ctx context.Context, e audit.Entry) error {
+	e = entry(ctx, e)
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if _, err := s.cfg.Audit.Append(actx, e); err != nil {
 		return fmt.Errorf("api: audit %s: %w", e.Action, err)
 	}
 	return nil
+}
+
+// ActionDenied is the audit action of a request refused for a missing
+// permission.
+const ActionDenied = "authz.denied"
+
+// require refuses, 403 E403, a request whose identity lacks permission p;
+// the refusal is audited (ActionDenied) before the answer.
+func (s *server) require(p auth.Permission) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			id, _ := auth.IdentityFrom(r.Context())
+			if id.Can(p) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			msg := "无权执行此操作：需要 " + string(p) + " 权限"
+			if err := s.record(r.Context(), audit.Entry{Action: ActionDenied, Object: clip(r.URL.Path, 256), Result: "denied",
+				Reason: msg, Detail: map[string]any{"permission": string(p), "method": r.Method}}); err != nil {
+				s.cfg.Logger.ErrorContext(r.Context(), "audit of a refusal failed", "err", err, "request_id", httpapi.RequestID(r.Context()))
+				httpapi.WriteError(w, http.StatusInternalServerError, httpapi.CodeInternal, httpapi.MessageInternal)
+				return
+			}
+			httpapi.WriteError(w, http.StatusForbidden, CodeForbidden, msg)
+		})
+	}
 }

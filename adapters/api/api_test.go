@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"zhianhub/adapters/api"
+	"zhianhub/adapters/auth"
 	"zhianhub/contracts"
 	"zhianhub/routes"
 	"zhianhub/store/exchange"
@@ -399,10 +400,10 @@ func TestIdentity(t *testing.T) {
 			u    user
 			msg  string
 		}{
-			{"no user", nobody, api.HeaderDevUser},
-			{"bad user", user{id: "李警官"}, api.HeaderDevUser},
-			{"bad unit", user{id: "li", unit: "3101"}, api.HeaderDevUnit},
-			{"bad roles", user{id: "li", roles: "Unmask"}, api.HeaderDevRoles},
+			{"no user", nobody, auth.HeaderDevUser},
+			{"bad user", user{id: "李警官"}, auth.HeaderDevUser},
+			{"bad unit", user{id: "li", unit: "3101"}, auth.HeaderDevUnit},
+			{"bad roles", user{id: "li", roles: "Unmask"}, auth.HeaderDevRoles},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				expectError(t, h.call(tc.u, http.MethodGet, "/api/v1/tasks", nil), 401, "E401", tc.msg)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"zhianhub/adapters/auth"
 	"zhianhub/contracts"
 	"zhianhub/envelope"
 	"zhianhub/store/registry"
@@ -13,14 +14,14 @@ import (
 // Codes of API answers besides the bus codes (E100, E102, E120-E122, E130,
 // E131) and httpapi.CodeInternal (E199).
 const (
-	CodeUnauthenticated = "E401" // no acceptable identity
-	CodeForbidden       = "E403" // the identity lacks a role
-	CodeNotFound        = "E404" // no such endpoint
-	CodeMethod          = "E405" // method not allowed on the endpoint
+	CodeUnauthenticated = auth.CodeUnauthenticated // no acceptable identity (E401)
+	CodeForbidden       = "E403"                   // the identity lacks a role
+	CodeNotFound        = "E404"                   // no such endpoint
+	CodeMethod          = "E405"                   // method not allowed on the endpoint
 )
 
 // RoleUnmask is the role needed to see personal data in clear.
-const RoleUnmask = "unmask"
+const RoleUnmask = auth.RoleUnmask
 
 // Error is an answer with an HTTP status, a code and a Chinese message.
 type Error struct {

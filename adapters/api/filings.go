@@ -1,6 +1,8 @@
 package api
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -10,12 +12,15 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"zhianhub/adapters/auth"
 	"zhianhub/adapters/httpapi"
 	"zhianhub/contracts"
 	"zhianhub/envelope"
 	"zhianhub/routes"
+	"zhianhub/store/audit"
 	"zhianhub/store/exchange"
 	"zhianhub/store/journal"
+	"zhianhub/store/registry"
 )
 
 // FilingKinds are the kinds the hub files up to the Ministry (every kind
@@ -61,7 +66,10 @@ func (s *server) postFiling(w http.ResponseWriter, r *http.Request) error {
 // file files one payload for the request's identity and answers 202.
 func (s *server) file(w http.ResponseWriter, r *http.Request, kind string, payload []byte, corr string) error {
 	ctx := r.Context()
-	id, _ := IdentityFrom(ctx)
+	id, _ := auth.IdentityFrom(ctx)
+	if err := s.fileInScope(ctx, kind, payload); err != nil {
+		return err
+	}
 	res, err := s.cfg.Filing.File(ctx, routes.FileRequest{Kind: kind, Payload: payload, Corr: corr, Actor: id.User,
 		CorrelationID: httpapi.RequestID(ctx)})
 	if err != nil && res.ID == "" {
@@ -142,5 +150,48 @@ func (s *server) getFiling(w http.ResponseWriter, r *http.Request) error {
 	}
 	v.Events = viewEvents(es)
 	httpapi.WriteJSON(w, http.StatusOK, v)
+	return nil
+}
+
+// fileInScope refuses a filing outside the caller's unit scope, audited as
+// filing.submit "denied": a registration for a unit outside it (403 E403),
+// or a filing about a person of such a unit (404 E131, as an unknown
+// person). A payload it cannot read, or about an unknown person, is left
+// to the filing service to refuse.
+func (s *server) fileInScope(ctx context.Context, kind string, payload []byte) error {
+	var p struct {
+		PersonNo string `json:"personNo"`
+		Unit     string `json:"unit"`
+	}
+	if json.Unmarshal(payload, &p) != nil {
+		return nil
+	}
+	id, _ := auth.IdentityFrom(ctx)
+	deny := func(unit string, refusal *Error) error {
+		if err := s.record(ctx, audit.Entry{Action: "filing.submit", Object: kind + "/" + clip(p.PersonNo, 32), Result: "denied",
+			Reason: "超出数据范围", Detail: map[string]any{"kind": kind, "unit": clip(unit, 32)}}); err != nil {
+			return err
+		}
+		return refusal
+	}
+	if kind == contracts.KindRegister {
+		if p.Unit != "" && !s.cfg.Units.InScope(id.Unit, p.Unit) {
+			return deny(p.Unit, forbidden("无权为机构 "+clip(p.Unit, 32)+" 登记：超出本人数据范围"))
+		}
+		return nil
+	}
+	if !isDigits(p.PersonNo, 20) {
+		return nil
+	}
+	rec, err := s.cfg.Registry.GetPerson(ctx, s.cfg.Pool, p.PersonNo)
+	if errors.Is(err, registry.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !s.cfg.Units.InScope(id.Unit, rec.Unit) {
+		return deny(rec.Unit, unknownPerson(p.PersonNo))
+	}
 	return nil
 }

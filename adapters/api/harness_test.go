@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"io"
@@ -21,6 +22,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"zhianhub/adapters/api"
+	"zhianhub/adapters/auth"
 	"zhianhub/adapters/httpapi"
 	"zhianhub/adapters/mpsbus"
 	"zhianhub/contracts"
@@ -60,6 +62,8 @@ type harness struct {
 	toMin    <-chan amqp.Delivery
 	held     []fromHub // read from toMin, not yet collected
 	srv      *httptest.Server
+	client   *http.Client // of srv; a test may swap it (another TLS client certificate)
+	header   http.Header  // sent with every request when set
 	doc      *openAPIDoc
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -67,7 +71,11 @@ type harness struct {
 
 type harnessOpts struct {
 	noDevIdentity bool
-	resend        routes.ResendPolicy
+	// authn, when set, makes the authenticator (after the database exists).
+	authn func(h *harness) auth.Authenticator
+	// tls, when set, serves the API over TLS with this configuration.
+	tls    *tls.Config
+	resend routes.ResendPolicy
 }
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
@@ -153,9 +161,20 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 
 	server, err := httpapi.New(httpapi.Config{Addr: "127.0.0.1:0", Logger: logger})
 	must(t, err)
+	var authn auth.Authenticator
+	if o.authn != nil {
+		authn = o.authn(h)
+	}
 	must(t, api.Mount(server.Router(), api.Config{Pool: h.pool, Registry: h.registry, Filing: filing, Audit: h.audit,
-		Journal: jr, DevIdentity: !o.noDevIdentity, Logger: logger}))
-	h.srv = httptest.NewServer(server.Handler())
+		Journal: jr, DevIdentity: !o.noDevIdentity, Logger: logger, Authenticator: authn}))
+	h.srv = httptest.NewUnstartedServer(server.Handler())
+	if o.tls != nil {
+		h.srv.TLS = o.tls
+		h.srv.StartTLS()
+	} else {
+		h.srv.Start()
+	}
+	h.client = h.srv.Client()
 
 	rctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
@@ -192,8 +211,8 @@ type user struct {
 }
 
 var (
-	officer  = user{id: "li.officer", unit: "310112000000"}
-	reviewer = user{id: "wang.reviewer", unit: "310104000000", roles: "read, unmask"}
+	officer  = user{id: "li.officer", unit: "310104000000", roles: "officer"}
+	reviewer = user{id: "wang.reviewer", unit: "310104000000", roles: "officer, unmask"}
 	nobody   = user{}
 )
 
@@ -235,15 +254,18 @@ func (h *harness) call(u user, method, path string, body any) response {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if u.id != "" {
-		req.Header.Set(api.HeaderDevUser, u.id)
+		req.Header.Set(auth.HeaderDevUser, u.id)
 	}
 	if u.unit != "" {
-		req.Header.Set(api.HeaderDevUnit, u.unit)
+		req.Header.Set(auth.HeaderDevUnit, u.unit)
 	}
 	if u.roles != "" {
-		req.Header.Set(api.HeaderDevRoles, u.roles)
+		req.Header.Set(auth.HeaderDevRoles, u.roles)
 	}
-	resp, err := h.srv.Client().Do(req)
+	for k, vs := range h.header {
+		req.Header[k] = vs
+	}
+	resp, err := h.client.Do(req)
 	must(h.t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"zhianhub/adapters/auth"
 	"zhianhub/adapters/httpapi"
 	"zhianhub/store/audit"
 	"zhianhub/store/exchange"
@@ -55,10 +56,11 @@ func (s *server) getPerson(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	p, err := s.cfg.Registry.GetPerson(ctx, s.cfg.Pool, personNo)
-	if errors.Is(err, registry.ErrNotFound) {
-		return unknownPerson(personNo)
+	action := ActionPersonRead
+	if unmask {
+		action = ActionPersonUnmask
 	}
+	p, err := s.personInScope(ctx, personNo, action, reason, "record")
 	if err != nil {
 		return err
 	}
@@ -77,10 +79,10 @@ func (s *server) getPerson(w http.ResponseWriter, r *http.Request) error {
 // allowUnmask checks the role and the reason of a request for clear data;
 // a refusal is audited.
 func (s *server) allowUnmask(ctx context.Context, personNo, reason string) error {
-	id, _ := IdentityFrom(ctx)
+	id, _ := auth.IdentityFrom(ctx)
 	var refused *Error
 	switch {
-	case !id.HasRole(RoleUnmask):
+	case !id.Can(auth.PermPersonUnmask):
 		refused = forbidden("无权查看明文个人信息：需要 " + RoleUnmask + " 角色")
 	case reason == "":
 		refused = errNoReason
@@ -120,14 +122,20 @@ func (s *server) findPersons(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	id, _ := auth.IdentityFrom(ctx)
 	out := make([]summaryView, 0, len(found))
 	nos := make([]string, 0, len(found))
+	withheld := 0
 	for i := range found {
+		if !s.cfg.Units.InScope(id.Unit, found[i].Unit) {
+			withheld++
+			continue
+		}
 		out = append(out, viewSummary(found[i].Summary()))
 		nos = append(nos, found[i].PersonNo)
 	}
 	if err := s.record(ctx, audit.Entry{Action: ActionPersonSearch, Object: registry.MaskIDNo(idNo), Result: "ok",
-		Reason: reason, Detail: map[string]any{"by": "idNo", "personNos": nos}}); err != nil {
+		Reason: reason, Detail: map[string]any{"by": "idNo", "personNos": nos, "outOfScope": withheld}}); err != nil {
 		return err
 	}
 	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"persons": out})
@@ -148,6 +156,9 @@ func (s *server) personHistory(w http.ResponseWriter, r *http.Request) error {
 	}
 	reason, err := reasonParam(q)
 	if err != nil {
+		return err
+	}
+	if _, err := s.personInScope(ctx, personNo, ActionPersonRead, reason, "history"); err != nil {
 		return err
 	}
 	hist, err := s.cfg.Registry.History(ctx, s.cfg.Pool, personNo)
@@ -229,6 +240,9 @@ func (s *server) personControls(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if _, err := s.personInScope(ctx, personNo, ActionPersonRead, reason, "controls"); err != nil {
+		return err
+	}
 	cs, err := s.cfg.Registry.Controls(ctx, s.cfg.Pool, personNo)
 	if errors.Is(err, registry.ErrNotFound) {
 		return unknownPerson(personNo)
@@ -246,4 +260,27 @@ func (s *server) personControls(w http.ResponseWriter, r *http.Request) error {
 	}
 	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"personNo": personNo, "controls": out})
 	return nil
+}
+
+// personInScope returns the person's record if the caller's unit scope
+// covers the person's unit. A person outside the scope is answered as an
+// unknown one (404 E131: the API does not tell that the record exists)
+// and the refused read is audited (action, result "denied").
+func (s *server) personInScope(ctx context.Context, personNo, action, reason, view string) (*registry.PersonRecord, error) {
+	p, err := s.cfg.Registry.GetPerson(ctx, s.cfg.Pool, personNo)
+	if errors.Is(err, registry.ErrNotFound) {
+		return nil, unknownPerson(personNo)
+	}
+	if err != nil {
+		return nil, err
+	}
+	id, _ := auth.IdentityFrom(ctx)
+	if s.cfg.Units.InScope(id.Unit, p.Unit) {
+		return p, nil
+	}
+	if err := s.record(ctx, audit.Entry{Action: action, Object: personNo, Result: "denied", Reason: "超出数据范围",
+		Detail: map[string]any{"view": view, "personUnit": p.Unit, "statedReason": reason}}); err != nil {
+		return nil, err
+	}
+	return nil, unknownPerson(personNo)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"zhianhub/adapters/auth"
 	"zhianhub/adapters/httpapi"
 	"zhianhub/contracts"
 	"zhianhub/store/registry"
@@ -115,7 +116,7 @@ func (s *server) signTask(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	id, _ := IdentityFrom(ctx)
+	id, _ := auth.IdentityFrom(ctx)
 	payload := map[string]any{"personNo": t.PersonNo, "taskNo": t.TaskNo}
 	if req.Unit == "" {
 		req.Unit = id.Unit

@@ -8,6 +8,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -54,6 +55,9 @@ type Config struct {
 	MaxHeaderBytes    int
 	// ShutdownTimeout bounds the graceful shutdown done by Run.
 	ShutdownTimeout time.Duration
+	// TLS, when set, makes the server serve HTTPS with this configuration
+	// (its certificates, and ClientAuth for client certificates).
+	TLS *tls.Config
 }
 
 func (c *Config) setDefaults() {
@@ -107,6 +111,9 @@ func (c Config) Validate() error {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("httpapi: %s must not be negative, got %s", name, d))
 		}
+	}
+	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil {
+		errs = append(errs, errors.New("httpapi: TLS has no certificate"))
 	}
 	if c.MaxHeaderBytes < 0 {
 		errs = append(errs, fmt.Errorf("httpapi: MaxHeaderBytes must not be negative, got %d", c.MaxHeaderBytes))
@@ -183,6 +190,13 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("httpapi: listen on %s: %w", s.cfg.Addr, err)
 	}
+	if s.cfg.TLS != nil {
+		tc := s.cfg.TLS.Clone()
+		if len(tc.NextProtos) == 0 {
+			tc.NextProtos = []string{"http/1.1"}
+		}
+		ln = tls.NewListener(ln, tc)
+	}
 	base := context.WithoutCancel(ctx)
 	s.ln = ln
 	s.srv = &http.Server{
@@ -207,7 +221,7 @@ func (s *Server) Start(ctx context.Context) error {
 		s.serveErr = err
 		s.mu.Unlock()
 	}()
-	s.cfg.Logger.InfoContext(ctx, "http server listening", "addr", ln.Addr().String())
+	s.cfg.Logger.InfoContext(ctx, "http server listening", "addr", ln.Addr().String(), "tls", s.cfg.TLS != nil)
 	return nil
 }
 

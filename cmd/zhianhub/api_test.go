@@ -123,6 +123,8 @@ func TestFileCLIAndAPI(t *testing.T) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
 		req.Header.Set("X-Dev-User", "li.officer")
+		req.Header.Set("X-Dev-Unit", "310104000000")
+		req.Header.Set("X-Dev-Roles", "officer")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -214,6 +216,7 @@ func TestFileCLIAndAPI(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/filings/"+contracts.KindControl, strings.NewReader(control))
 	req.Header.Set("X-Dev-User", "li.officer")
 	req.Header.Set("X-Dev-Unit", "310104000000")
+	req.Header.Set("X-Dev-Roles", "officer")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -124,10 +124,10 @@ func (b *busRoutes) ready(context.Context) error {
 }
 
 // mount adds the bus API to the router (the portal API mounts more).
-func (b *busRoutes) mount(r chi.Router) {
+func (b *busRoutes) mount(r chi.Router, a *apiAuth) {
 	if err := api.Mount(r, api.Config{
 		Pool: b.pool, Registry: b.registry, Filing: b.filing, Audit: b.audit, Journal: journal.New(b.pool),
-		DevIdentity: b.cfg.DevIdentity, Logger: b.logger,
+		DevIdentity: b.cfg.DevIdentity, Logger: b.logger, Authenticator: a.authn, Units: a.units,
 	}); err != nil {
 		// Only a programming error (a nil dependency) gets here.
 		b.logger.Error("the HTTP API is not mounted", "err", err)

@@ -63,6 +63,7 @@ func commands() map[string]command {
 		"sim":      {"run a bus simulator (mps)", runSim},
 		"dlq":      {"list, show, replay or resolve dead letters", runDLQ},
 		"trace":    {"the timeline of a request id, message id or key-person number", runTrace},
+		"admins":   {"grant, revoke or list the administrators' roles (grant|revoke|list)", runAdmins},
 		"file":     {"file a key-person record up to the Ministry (file <kind> FILE)", runFile},
 		"version":  {"print the version", runVersion},
 	}

@@ -111,6 +111,11 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *h
 		return nil, err
 	}
 
+	apiAuth, err := newAPIAuth(ctx, cfg, h.pool, logger)
+	if err != nil {
+		return nil, err
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if h.http, err = httpapi.New(httpapi.Config{
@@ -118,6 +123,7 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *h
 		Logger:          logger,
 		Registry:        reg,
 		ShutdownTimeout: cfg.Shutdown.Timeout,
+		TLS:             apiAuth.tls,
 		Checks: []httpapi.Check{
 			{Name: "postgresql", Fn: h.pool.Ping},
 			{Name: "rabbitmq", Fn: amqpCheck(cfg.AMQP.URL)},
@@ -126,7 +132,7 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *h
 	}); err != nil {
 		return nil, err
 	}
-	h.bus.mount(h.http.Router())
+	h.bus.mount(h.http.Router(), apiAuth)
 	if err = h.http.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -148,7 +154,7 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *h
 	defer acancel()
 	if _, err = h.audit.Append(actx, audit.Entry{
 		Actor: h.keys.Node(), Action: "hub.start", Object: Version, Result: "ok",
-		Detail: map[string]any{"mode": cfg.Mode, "http": h.http.Addr()},
+		Detail: map[string]any{"mode": cfg.Mode, "http": h.http.Addr(), "auth": apiAuth.methods, "tls": apiAuth.tls != nil},
 	}); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}

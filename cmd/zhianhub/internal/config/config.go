@@ -53,6 +53,9 @@ const (
 	DefaultResendGiveUp    = 24 * time.Hour
 	DefaultGapTimeout      = 10 * time.Minute
 	DefaultMPSExchange     = "mps.bus"
+	DefaultOIDCUserClaim   = "sub"
+	DefaultOIDCUnitClaim   = "unit"
+	DefaultOIDCRolesClaim  = "roles"
 )
 
 // Config is the whole configuration of the hub.
@@ -75,6 +78,7 @@ type Config struct {
 	Shutdown   ShutdownConfig
 	Audit      AuditConfig
 	Exchange   ExchangeConfig
+	Auth       AuthConfig
 	// SecPlatform is where security events go (统一安全防护平台).
 	SecPlatform SecPlatformConfig
 }
@@ -120,7 +124,42 @@ type KeysConfig struct {
 // HTTPConfig configures the operations and API listener.
 type HTTPConfig struct {
 	Addr string
+	// TLSCert and TLSKey are PEM files of the listener's certificate and
+	// key: set both to serve HTTPS (required for the security gateway,
+	// which connects with its client certificate).
+	TLSCert string
+	TLSKey  string
 }
+
+// AuthConfig configures authentication and the data scope of the API.
+type AuthConfig struct {
+	// Units is the unit tree file (deploy/units.example.yaml); "" selects
+	// the example tree (development only).
+	Units string
+	// GatewayCerts are PEM files of the security gateways' TLS client
+	// certificates; GatewayFingerprints name them by hash (sha256:<hex> or
+	// sm3:<hex>). Either turns the gateway authenticator on.
+	GatewayCerts        []string
+	GatewayFingerprints []string
+	// GatewayClientCA is the PEM file of the CAs that verify the gateways'
+	// client certificates in the TLS handshake.
+	GatewayClientCA string
+	// OIDCIssuer and OIDCClientID turn the bearer-token authenticator of
+	// the unified portal on.
+	OIDCIssuer   string
+	OIDCClientID string
+	// Claim names of the user id, unit and roles in the portal's tokens
+	// ("-" roles claim: no roles from tokens).
+	OIDCUserClaim  string
+	OIDCUnitClaim  string
+	OIDCRolesClaim string
+}
+
+// Gateway reports whether the gateway authenticator is configured.
+func (a AuthConfig) Gateway() bool { return len(a.GatewayCerts) > 0 || len(a.GatewayFingerprints) > 0 }
+
+// OIDC reports whether the bearer-token authenticator is configured.
+func (a AuthConfig) OIDC() bool { return a.OIDCIssuer != "" }
 
 // LogConfig configures logging.
 type LogConfig struct {
@@ -178,6 +217,7 @@ func Default() Config {
 			ResendGiveUp: DefaultResendGiveUp, GapTimeout: DefaultGapTimeout,
 			MPSExchange: DefaultMPSExchange,
 		},
+		Auth: AuthConfig{OIDCUserClaim: DefaultOIDCUserClaim, OIDCUnitClaim: DefaultOIDCUnitClaim, OIDCRolesClaim: DefaultOIDCRolesClaim},
 	}
 }
 
@@ -198,8 +238,21 @@ type fileConfig struct {
 		PassphraseFile *string `yaml:"passphrase_file"`
 	} `yaml:"keys"`
 	HTTP struct {
-		Addr *string `yaml:"addr"`
+		Addr    *string `yaml:"addr"`
+		TLSCert *string `yaml:"tls_cert"`
+		TLSKey  *string `yaml:"tls_key"`
 	} `yaml:"http"`
+	Auth struct {
+		Units               *string `yaml:"units"`
+		GatewayCerts        *string `yaml:"gateway_certs"`
+		GatewayFingerprints *string `yaml:"gateway_fingerprints"`
+		GatewayClientCA     *string `yaml:"gateway_client_ca"`
+		OIDCIssuer          *string `yaml:"oidc_issuer"`
+		OIDCClientID        *string `yaml:"oidc_client_id"`
+		OIDCUserClaim       *string `yaml:"oidc_user_claim"`
+		OIDCUnitClaim       *string `yaml:"oidc_unit_claim"`
+		OIDCRolesClaim      *string `yaml:"oidc_roles_claim"`
+	} `yaml:"auth"`
 	Categories *string `yaml:"categories"`
 	Log        struct {
 		Level *string `yaml:"level"`
@@ -253,6 +306,19 @@ func setDuration(dst func(*Config) *time.Duration) func(*Config, string) error {
 	}
 }
 
+func setList(dst func(*Config) *[]string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		var out []string
+		for _, e := range strings.Split(v, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				out = append(out, e)
+			}
+		}
+		*dst(c) = out
+		return nil
+	}
+}
+
 // fields lists every key, in the order errors are reported.
 func fields() []field {
 	return []field{
@@ -284,6 +350,12 @@ func fields() []field {
 		{"http.addr", "ZHIANHUB_HTTP_ADDR",
 			func(f *fileConfig) *string { return f.HTTP.Addr },
 			setString(func(c *Config) *string { return &c.HTTP.Addr })},
+		{"http.tls_cert", "ZHIANHUB_HTTP_TLS_CERT",
+			func(f *fileConfig) *string { return f.HTTP.TLSCert },
+			setString(func(c *Config) *string { return &c.HTTP.TLSCert })},
+		{"http.tls_key", "ZHIANHUB_HTTP_TLS_KEY",
+			func(f *fileConfig) *string { return f.HTTP.TLSKey },
+			setString(func(c *Config) *string { return &c.HTTP.TLSKey })},
 		{"categories", "ZHIANHUB_CATEGORIES",
 			func(f *fileConfig) *string { return f.Categories },
 			setString(func(c *Config) *string { return &c.Categories })},
@@ -333,6 +405,33 @@ func fields() []field {
 		{"security_platform.ca_file", "ZHIANHUB_SECPLATFORM_CA_FILE",
 			func(f *fileConfig) *string { return f.SecPlatform.CAFile },
 			setString(func(c *Config) *string { return &c.SecPlatform.CAFile })},
+		{"auth.units", "ZHIANHUB_AUTH_UNITS",
+			func(f *fileConfig) *string { return f.Auth.Units },
+			setString(func(c *Config) *string { return &c.Auth.Units })},
+		{"auth.gateway_certs", "ZHIANHUB_AUTH_GATEWAY_CERTS",
+			func(f *fileConfig) *string { return f.Auth.GatewayCerts },
+			setList(func(c *Config) *[]string { return &c.Auth.GatewayCerts })},
+		{"auth.gateway_fingerprints", "ZHIANHUB_AUTH_GATEWAY_FINGERPRINTS",
+			func(f *fileConfig) *string { return f.Auth.GatewayFingerprints },
+			setList(func(c *Config) *[]string { return &c.Auth.GatewayFingerprints })},
+		{"auth.gateway_client_ca", "ZHIANHUB_AUTH_GATEWAY_CLIENT_CA",
+			func(f *fileConfig) *string { return f.Auth.GatewayClientCA },
+			setString(func(c *Config) *string { return &c.Auth.GatewayClientCA })},
+		{"auth.oidc_issuer", "ZHIANHUB_AUTH_OIDC_ISSUER",
+			func(f *fileConfig) *string { return f.Auth.OIDCIssuer },
+			setString(func(c *Config) *string { return &c.Auth.OIDCIssuer })},
+		{"auth.oidc_client_id", "ZHIANHUB_AUTH_OIDC_CLIENT_ID",
+			func(f *fileConfig) *string { return f.Auth.OIDCClientID },
+			setString(func(c *Config) *string { return &c.Auth.OIDCClientID })},
+		{"auth.oidc_user_claim", "ZHIANHUB_AUTH_OIDC_USER_CLAIM",
+			func(f *fileConfig) *string { return f.Auth.OIDCUserClaim },
+			setString(func(c *Config) *string { return &c.Auth.OIDCUserClaim })},
+		{"auth.oidc_unit_claim", "ZHIANHUB_AUTH_OIDC_UNIT_CLAIM",
+			func(f *fileConfig) *string { return f.Auth.OIDCUnitClaim },
+			setString(func(c *Config) *string { return &c.Auth.OIDCUnitClaim })},
+		{"auth.oidc_roles_claim", "ZHIANHUB_AUTH_OIDC_ROLES_CLAIM",
+			func(f *fileConfig) *string { return f.Auth.OIDCRolesClaim },
+			setString(func(c *Config) *string { return &c.Auth.OIDCRolesClaim })},
 	}
 }
 
@@ -574,6 +673,8 @@ func (c Config) Validate() error {
 			add("security_platform.ca_file", err)
 		}
 	}
+	c.validateTLS(add)
+	c.validateAuth(add, prod)
 	return errors.Join(errs...)
 }
 
@@ -722,5 +823,12 @@ func (c Config) redactedPairs() [][2]string {
 		{"security_platform.addr", c.SecPlatform.Addr},
 		{"security_platform.tls", strconv.FormatBool(c.SecPlatform.TLS)},
 		{"security_platform.ca_file", c.SecPlatform.CAFile},
+		{"http.tls_cert", c.HTTP.TLSCert},
+		{"auth.units", c.Auth.Units},
+		{"auth.gateway_certs", strings.Join(c.Auth.GatewayCerts, ",")},
+		{"auth.gateway_fingerprints", strings.Join(c.Auth.GatewayFingerprints, ",")},
+		{"auth.gateway_client_ca", c.Auth.GatewayClientCA},
+		{"auth.oidc_issuer", c.Auth.OIDCIssuer},
+		{"auth.oidc_client_id", c.Auth.OIDCClientID},
 	}
 }

@@ -98,6 +98,17 @@ func TestDefaults(t *testing.T) {
 		{"security_platform.addr", c.SecPlatform.Addr, ""},
 		{"security_platform.tls", c.SecPlatform.TLS, false},
 		{"security_platform.ca_file", c.SecPlatform.CAFile, ""},
+		{"http.tls_cert", c.HTTP.TLSCert, ""},
+		{"http.tls_key", c.HTTP.TLSKey, ""},
+		{"auth.units", c.Auth.Units, ""},
+		{"auth.gateway_certs", c.Auth.GatewayCerts, []string(nil)},
+		{"auth.gateway_fingerprints", c.Auth.GatewayFingerprints, []string(nil)},
+		{"auth.gateway_client_ca", c.Auth.GatewayClientCA, ""},
+		{"auth.oidc_issuer", c.Auth.OIDCIssuer, ""},
+		{"auth.oidc_client_id", c.Auth.OIDCClientID, ""},
+		{"auth.oidc_user_claim", c.Auth.OIDCUserClaim, "sub"},
+		{"auth.oidc_unit_claim", c.Auth.OIDCUnitClaim, "unit"},
+		{"auth.oidc_roles_claim", c.Auth.OIDCRolesClaim, "roles"},
 	}
 	if len(tests) != len(fields()) {
 		t.Fatalf("test covers %d keys, config has %d", len(tests), len(fields()))
@@ -126,6 +137,13 @@ func TestFileAndEnv(t *testing.T) {
 	pf2 := writeFile(t, dir, "pass2", "secret\n")
 	cat1 := writeFile(t, dir, "cat1.tsv", "code\tname\tnote\n")
 	cat2 := writeFile(t, dir, "cat2.tsv", "code\tname\tnote\n")
+	af := newAuthFiles(t)
+	gateway := func(without string) map[string]string {
+		m := map[string]string{"auth.gateway_certs": af.gwCert, "auth.gateway_client_ca": af.ca, "http.tls_cert": af.tlsCert, "http.tls_key": af.tlsKey}
+		delete(m, without)
+		return m
+	}
+	fp := "sha256:" + strings.Repeat("ab", 32)
 
 	tests := []struct {
 		key      string
@@ -136,7 +154,8 @@ func TestFileAndEnv(t *testing.T) {
 		envWant  any
 		get      func(Config) any
 	}{
-		{"mode", map[string]string{"dev_identity": "false", "keys.passphrase_file": pf1},
+		{"mode", map[string]string{"dev_identity": "false", "keys.passphrase_file": pf1, "auth.units": af.units,
+			"auth.oidc_issuer": "https://portal.example", "auth.oidc_client_id": "zhianhub"},
 			"production", ModeProduction, "development", ModeDevelopment,
 			func(c Config) any { return c.Mode }},
 		{"dev_identity", nil, "false", false, "true", true,
@@ -181,6 +200,28 @@ func TestFileAndEnv(t *testing.T) {
 			func(c Config) any { return c.SecPlatform.TLS }},
 		{"security_platform.ca_file", map[string]string{"security_platform.tls": "true"}, pf1, pf1, pf2, pf2,
 			func(c Config) any { return c.SecPlatform.CAFile }},
+		{"http.tls_cert", map[string]string{"http.tls_key": af.tlsKey}, af.tlsCert, af.tlsCert, af.tlsCert, af.tlsCert,
+			func(c Config) any { return c.HTTP.TLSCert }},
+		{"http.tls_key", map[string]string{"http.tls_cert": af.tlsCert}, af.tlsKey, af.tlsKey, af.tlsKey, af.tlsKey,
+			func(c Config) any { return c.HTTP.TLSKey }},
+		{"auth.units", nil, af.units, af.units, af.units2, af.units2,
+			func(c Config) any { return c.Auth.Units }},
+		{"auth.gateway_certs", gateway("auth.gateway_certs"), af.gwCert, []string{af.gwCert}, af.gwCert + "," + af.gwCert2, []string{af.gwCert, af.gwCert2},
+			func(c Config) any { return c.Auth.GatewayCerts }},
+		{"auth.gateway_fingerprints", gateway("auth.gateway_certs"), fp, []string{fp}, " " + fp + " ,", []string{fp},
+			func(c Config) any { return c.Auth.GatewayFingerprints }},
+		{"auth.gateway_client_ca", gateway("auth.gateway_client_ca"), af.ca, af.ca, af.gwCert, af.gwCert,
+			func(c Config) any { return c.Auth.GatewayClientCA }},
+		{"auth.oidc_issuer", map[string]string{"auth.oidc_client_id": "zhianhub"}, "https://portal.example/oidc", "https://portal.example/oidc", "http://127.0.0.1:9000", "http://127.0.0.1:9000",
+			func(c Config) any { return c.Auth.OIDCIssuer }},
+		{"auth.oidc_client_id", map[string]string{"auth.oidc_issuer": "https://portal.example"}, "hub", "hub", "hub2", "hub2",
+			func(c Config) any { return c.Auth.OIDCClientID }},
+		{"auth.oidc_user_claim", nil, "police_no", "police_no", "preferred_username", "preferred_username",
+			func(c Config) any { return c.Auth.OIDCUserClaim }},
+		{"auth.oidc_unit_claim", nil, "org_code", "org_code", "unit", "unit",
+			func(c Config) any { return c.Auth.OIDCUnitClaim }},
+		{"auth.oidc_roles_claim", nil, "-", "-", "groups", "groups",
+			func(c Config) any { return c.Auth.OIDCRolesClaim }},
 	}
 	if len(tests) != len(fields()) {
 		t.Fatalf("test covers %d keys, config has %d", len(tests), len(fields()))
@@ -241,6 +282,9 @@ func TestProductionDefaults(t *testing.T) {
 	c, err := Load("", env(map[string]string{
 		"ZHIANHUB_MODE":                 "production",
 		"ZHIANHUB_KEYS_PASSPHRASE_FILE": pf,
+		"ZHIANHUB_AUTH_UNITS":           newAuthFiles(t).units,
+		"ZHIANHUB_AUTH_OIDC_ISSUER":     "https://portal.example",
+		"ZHIANHUB_AUTH_OIDC_CLIENT_ID":  "zhianhub",
 	}))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
@@ -253,6 +297,7 @@ func TestProductionDefaults(t *testing.T) {
 // TestInvalid: each invalid value is reported with its variable and key.
 func TestInvalid(t *testing.T) {
 	dir := t.TempDir()
+	af := newAuthFiles(t)
 	pf := writeFile(t, dir, "pass", "secret\n")
 	prod := map[string]string{"ZHIANHUB_MODE": "production", "ZHIANHUB_KEYS_PASSPHRASE_FILE": pf}
 	with := func(base map[string]string, k, v string) map[string]string {
@@ -312,6 +357,20 @@ func TestInvalid(t *testing.T) {
 		{"security_platform.tls", "security_platform.tls", nil, map[string]string{"ZHIANHUB_SECPLATFORM_TLS": "yes please"}, "not a boolean", ""},
 		{"security_platform.ca_file without tls", "security_platform.ca_file", nil, map[string]string{"ZHIANHUB_SECPLATFORM_CA_FILE": dir}, "security_platform.tls is false", ""},
 		{"security_platform.ca_file missing", "security_platform.ca_file", nil, map[string]string{"ZHIANHUB_SECPLATFORM_TLS": "true", "ZHIANHUB_SECPLATFORM_CA_FILE": filepath.Join(dir, "nope.pem")}, "no such file", ""},
+		{"http.tls_cert not a certificate", "http.tls_cert", nil, map[string]string{"ZHIANHUB_HTTP_TLS_CERT": af.notPEM, "ZHIANHUB_HTTP_TLS_KEY": af.tlsKey}, "do not load", ""},
+		{"http.tls_key of another certificate", "http.tls_cert", nil, map[string]string{"ZHIANHUB_HTTP_TLS_CERT": af.tlsCert, "ZHIANHUB_HTTP_TLS_KEY": af.tlsKey2}, "do not load", ""},
+		{"http.tls_key alone", "http.tls_cert", nil, map[string]string{"ZHIANHUB_HTTP_TLS_KEY": af.tlsKey}, "required with http.tls_key", ""},
+		{"http.tls_cert alone", "http.tls_key", nil, map[string]string{"ZHIANHUB_HTTP_TLS_CERT": af.tlsCert}, "required with http.tls_cert", ""},
+		{"auth.units missing", "auth.units", nil, map[string]string{"ZHIANHUB_AUTH_UNITS": filepath.Join(dir, "none.yaml")}, "no such file", ""},
+		{"auth.units invalid", "auth.units", nil, map[string]string{"ZHIANHUB_AUTH_UNITS": af.notPEM}, "unit tree", ""},
+		{"auth.gateway_certs not PEM", "auth.gateway_certs", nil, map[string]string{"ZHIANHUB_AUTH_GATEWAY_CERTS": af.notPEM}, "no PEM certificate", ""},
+		{"auth.gateway_fingerprints", "auth.gateway_fingerprints", nil, map[string]string{"ZHIANHUB_AUTH_GATEWAY_FINGERPRINTS": "md5:00"}, "want sha256", ""},
+		{"auth.gateway_client_ca not PEM", "auth.gateway_client_ca", nil, map[string]string{"ZHIANHUB_AUTH_GATEWAY_CLIENT_CA": af.notPEM}, "no PEM certificate", ""},
+		{"auth.oidc_issuer", "auth.oidc_issuer", nil, map[string]string{"ZHIANHUB_AUTH_OIDC_ISSUER": "portal", "ZHIANHUB_AUTH_OIDC_CLIENT_ID": "x"}, "http(s) URL", ""},
+		{"auth.oidc_client_id", "auth.oidc_client_id", nil, map[string]string{"ZHIANHUB_AUTH_OIDC_CLIENT_ID": "x"}, "without auth.oidc_issuer", ""},
+		{"auth.oidc_user_claim", "auth.oidc_user_claim", map[string]string{"auth.oidc_user_claim": ""}, nil, "claim name", ""},
+		{"auth.oidc_unit_claim", "auth.oidc_unit_claim", nil, map[string]string{"ZHIANHUB_AUTH_OIDC_UNIT_CLAIM": "org code"}, "claim name", ""},
+		{"auth.oidc_roles_claim", "auth.oidc_roles_claim", nil, map[string]string{"ZHIANHUB_AUTH_OIDC_ROLES_CLAIM": "角色"}, "claim name", ""},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {

@@ -1,0 +1,95 @@
+package auth_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"zhianhub/adapters/auth"
+)
+
+func TestPermissions(t *testing.T) {
+	for _, tc := range []struct {
+		roles string
+		want  string
+	}{
+		{"", "[]"},
+		{"officer", "[filing.read filing.submit person.read task.read]"},
+		{"officer,unmask", "[filing.read filing.submit person.read person.unmask task.read]"},
+		{"unmask", "[person.unmask]"},
+		{"sysadmin", "[account.manage]"},
+		{"secadmin", "[binding.manage role.grant]"},
+		{"auditor", "[audit.read]"},
+		{"secadmin,officer,unmask", "[binding.manage role.grant]"}, // an administrator's account does no business
+		{"secadmin,auditor", "[]"},                                 // two administrators' roles: neither
+		{"officer,nosuchrole", "[filing.read filing.submit person.read task.read]"},
+	} {
+		id := auth.Identity{User: "u"}
+		if tc.roles != "" {
+			id.Roles = strings.Split(tc.roles, ",")
+		}
+		if got := fmt.Sprint(id.Permissions()); got != tc.want {
+			t.Errorf("roles %q: permissions %s, want %s", tc.roles, got, tc.want)
+		}
+	}
+	if !(auth.Identity{Roles: []string{"auditor"}}).Can(auth.PermAuditRead) || (auth.Identity{Roles: []string{"auditor"}}).Can(auth.PermRoleGrant) {
+		t.Error("Can disagrees with Permissions")
+	}
+}
+
+func TestUnitTree(t *testing.T) {
+	tree := auth.DemoUnitTree()
+	for _, tc := range []struct {
+		user, record string
+		want         bool
+	}{
+		{"310000000000", "310104010000", true},  // 市局 sees a 派出所
+		{"310000000000", "310104000000", true},  // and a 分局
+		{"310104000000", "310104010000", true},  // 分局 sees its 派出所
+		{"310104000000", "310104000000", true},  // and itself
+		{"310104010000", "310104000000", false}, // a 派出所 does not see its 分局
+		{"310104010000", "310104020000", false}, // nor a sibling
+		{"310112000000", "310104000000", false}, // 分局 beside
+		{"310112000000", "310112010000", true},
+		{"", "310104000000", false},             // no unit, no scope
+		{"320000000000", "320000000000", true},  // a unit outside the tree: itself only
+		{"320000000000", "310104000000", false}, //
+		{"310000000000", "320100000000", false}, // a record outside the tree: nobody above it
+		{"310000000000", "", false},
+	} {
+		if got := tree.InScope(tc.user, tc.record); got != tc.want {
+			t.Errorf("InScope(%s, %s) = %v, want %v", tc.user, tc.record, got, tc.want)
+		}
+	}
+	if tree.Name("310104000000") != "徐汇分局" || !tree.Contains("310104010000") || tree.Contains("310104990000") || tree.Len() < 20 {
+		t.Errorf("tree: name %q, %d units", tree.Name("310104000000"), tree.Len())
+	}
+
+	// The embedded demo tree is the deploy example.
+	example, err := os.ReadFile(filepath.Join("..", "..", "deploy", "units.example.yaml"))
+	must(t, err)
+	embedded, err := os.ReadFile("units_demo.yaml")
+	must(t, err)
+	if !bytes.Equal(example, embedded) {
+		t.Error("adapters/auth/units_demo.yaml differs from deploy/units.example.yaml: copy it")
+	}
+
+	for _, tc := range []struct{ doc, errHas string }{
+		{"units: []", "no units"},
+		{"units:\n  - {code: '3100', name: x}", "12 digits"},
+		{"units:\n  - {code: '310000000000', name: ''}", "name missing"},
+		{"units:\n  - code: '310000000000'\n    name: a\n    children:\n      - {code: '310000000000', name: b}", "twice"},
+		{"units:\n  - {code: '310000000000', name: a, parent: x}", "parent"},
+		{"unit: []", "unit"},
+	} {
+		if _, err := auth.ParseUnitTree([]byte(tc.doc)); err == nil || !strings.Contains(err.Error(), tc.errHas) {
+			t.Errorf("%q: error %v, want %q", tc.doc, err, tc.errHas)
+		}
+	}
+	if _, err := auth.LoadUnitTree(filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
+		t.Error("a missing file loaded")
+	}
+}

@@ -1,0 +1,167 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"zhianhub/adapters/httpapi"
+	"zhianhub/store/audit"
+)
+
+// Audit actions of refused authentications.
+const (
+	// ActionFailure is a refused authentication.
+	ActionFailure = "auth.failure"
+	// ActionSecurityFailure is a refused authentication that is a security
+	// event: forged gateway headers, a peer that is not a gateway.
+	ActionSecurityFailure = "security.auth_failure"
+)
+
+// CodeUnauthenticated is the code of a 401 answer.
+const CodeUnauthenticated = "E401"
+
+// Recorder appends audit entries; *audit.Writer is one.
+type Recorder interface {
+	Append(ctx context.Context, e audit.Entry) (int64, error)
+}
+
+// Access is what the hub itself records about a user: the roles granted
+// locally and whether the account is locked.
+type Access struct {
+	Roles  []string
+	Locked bool
+	// LockReason is why the account is locked (Chinese, for the audit).
+	LockReason string
+}
+
+// AccessSource gives the local access of a user; a user it does not know
+// has no local roles and is not locked.
+type AccessSource interface {
+	Access(ctx context.Context, user string) (Access, error)
+}
+
+// MiddlewareConfig configures Middleware.
+type MiddlewareConfig struct {
+	// Authenticator identifies the caller. Required.
+	Authenticator Authenticator
+	// Audit records refusals. Required.
+	Audit Recorder
+	// Access adds the locally granted roles to the identity and refuses
+	// locked accounts. Optional: without it the identity is as the
+	// authenticator made it.
+	Access AccessSource
+	// Logger receives failures to audit. Default: discard.
+	Logger *slog.Logger
+}
+
+// Validate reports whether the configuration can be used.
+func (c MiddlewareConfig) Validate() error {
+	var errs []error
+	if c.Authenticator == nil {
+		errs = append(errs, errors.New("Authenticator is required"))
+	}
+	if c.Audit == nil {
+		errs = append(errs, errors.New("Audit is required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("auth: invalid middleware config: %w", err)
+	}
+	return nil
+}
+
+// Middleware puts the caller's identity in the request context (see
+// IdentityFrom), or answers 401 E401 with the refusal's Chinese message
+// and audits it (ActionFailure or ActionSecurityFailure, actor
+// "anonymous", object the path, detail the method, path, remote address
+// and claimed user). A locked account is refused likewise.
+func Middleware(cfg MiddlewareConfig) (func(http.Handler) http.Handler, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			id, err := cfg.Authenticator.Authenticate(r)
+			if err == nil && id.User == "" {
+				err = &AuthError{Message: "身份认证未通过：身份无用户标识"}
+			}
+			if err == nil && cfg.Access != nil {
+				id, err = withAccess(r.Context(), cfg.Access, id)
+			}
+			if err == nil {
+				next.ServeHTTP(w, r.WithContext(WithIdentity(r.Context(), id)))
+				return
+			}
+			refuse(w, r, cfg, asAuthError(err))
+		})
+	}, nil
+}
+
+// withAccess merges the local roles into id and refuses a locked account.
+func withAccess(ctx context.Context, src AccessSource, id Identity) (Identity, error) {
+	a, err := src.Access(ctx, id.User)
+	if err != nil {
+		return Identity{}, &AuthError{Message: "身份认证暂不可用，请稍后重试", Claimed: id.User, Err: err}
+	}
+	if a.Locked {
+		return Identity{}, &AuthError{Message: "账号已停用", Claimed: id.User,
+			Detail: map[string]any{"locked": true, "lockReason": clip(a.LockReason, 200)}}
+	}
+	roles := slices.Clone(id.Roles)
+	for _, role := range a.Roles {
+		if !slices.Contains(roles, role) {
+			roles = append(roles, role)
+		}
+	}
+	id.Roles = roles
+	return id, nil
+}
+
+func refuse(w http.ResponseWriter, r *http.Request, cfg MiddlewareConfig, ae *AuthError) {
+	ctx := r.Context()
+	action := ActionFailure
+	if ae.Security {
+		action = ActionSecurityFailure
+	}
+	detail := map[string]any{"method": r.Method, "path": clip(r.URL.Path, 256), "remote": r.RemoteAddr}
+	maps.Copy(detail, ae.Detail)
+	if ae.Claimed != "" {
+		detail["claimedUser"] = clip(ae.Claimed, 64)
+	}
+	if ae.Err != nil {
+		cfg.Logger.WarnContext(ctx, "authentication refused", "err", ae.Err, "remote", r.RemoteAddr,
+			"request_id", httpapi.RequestID(ctx))
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if _, err := cfg.Audit.Append(actx, audit.Entry{Actor: "anonymous", Action: action, Object: clip(r.URL.Path, 256),
+		Result: "denied", Reason: ae.Message, CorrelationID: httpapi.RequestID(ctx), Detail: detail}); err != nil {
+		cfg.Logger.ErrorContext(ctx, "audit of an authentication failure failed", "err", err,
+			"request_id", httpapi.RequestID(ctx))
+	}
+	httpapi.WriteError(w, http.StatusUnauthorized, CodeUnauthenticated, ae.Message)
+}
+
+// clip makes s acceptable audit text: valid UTF-8, no NUL, at most max
+// bytes.
+func clip(s string, max int) string {
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
+}
