@@ -21,6 +21,7 @@ import (
 	"zhianhub/store/deadletter"
 	"zhianhub/store/exchange"
 	"zhianhub/store/journal"
+	"zhianhub/store/registry"
 )
 
 // DeadLetters stores dead letters (rejected or undeliverable messages with
@@ -354,6 +355,8 @@ type work struct {
 	*store.Pipe
 	journal *journal.Pending
 
+	registry *registry.Batch // nil when the Registry cannot batch
+
 	claims   map[claimKey]exchange.ClaimResult
 	seqs     map[exchange.Key]exchange.SeqState
 	dirty    map[exchange.Key]bool
@@ -368,6 +371,9 @@ func (in *Inbound) inTx(ctx context.Context, fn func(tx *work) error) error {
 	return store.BeginPipe(ctx, in.cfg.Pool, func(p *store.Pipe) error {
 		w := &work{Pipe: p, journal: journal.NewPending(nil), claims: map[claimKey]exchange.ClaimResult{},
 			seqs: map[exchange.Key]exchange.SeqState{}, dirty: map[exchange.Key]bool{}}
+		if b, ok := in.cfg.Registry.(interface{ NewBatch() *registry.Batch }); ok {
+			w.registry = b.NewBatch()
+		}
 		if err := fn(w); err != nil {
 			return err
 		}
@@ -379,6 +385,7 @@ func (in *Inbound) inTx(ctx context.Context, fn func(tx *work) error) error {
 func (w *work) prepare(ctx context.Context, batch []*item) error {
 	var reqs []exchange.ClaimRequest
 	var keys []exchange.Key
+	var persons []string
 	seen := map[exchange.Key]bool{}
 	for _, it := range batch {
 		if it.msg == nil {
@@ -389,6 +396,7 @@ func (w *work) prepare(ctx context.Context, batch []*item) error {
 		if k := (exchange.Key{Sender: m.From, PersonNo: it.personNo}); it.ordered && !seen[k] {
 			seen[k] = true
 			keys = append(keys, k)
+			persons = append(persons, it.personNo)
 		}
 	}
 	claims, err := exchange.ClaimAll(ctx, w, reqs)
@@ -403,7 +411,18 @@ func (w *work) prepare(ctx context.Context, batch []*item) error {
 		return err
 	}
 	w.seqs = seqs
+	if w.registry != nil {
+		return w.registry.Prepare(ctx, w, persons)
+	}
 	return nil
+}
+
+// applyRegistry applies m through the batch when there is one.
+func (in *Inbound) applyRegistry(ctx context.Context, w *work, m registry.Message) error {
+	if w.registry != nil {
+		return w.registry.Apply(ctx, w, m)
+	}
+	return in.cfg.Registry.Apply(ctx, w, m)
 }
 
 // claim returns the claim prepared for it (claiming it now when it was not).
@@ -445,6 +464,11 @@ func (w *work) finish(sender, id, code, reason string) {
 
 // flush writes what the batch kept for its end.
 func (w *work) flush(ctx context.Context) error {
+	if w.registry != nil {
+		if err := w.registry.Flush(ctx, w.Pipe); err != nil {
+			return err
+		}
+	}
 	next := make(map[exchange.Key]int64, len(w.dirty))
 	for k := range w.dirty {
 		next[k] = w.seqs[k].Next

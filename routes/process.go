@@ -159,7 +159,7 @@ func (in *Inbound) apply(ctx context.Context, tx *work, routingKey string, m *en
 	}
 	// A refused effect leaves nothing behind and tx usable: the registry
 	// checks before it writes.
-	err := in.cfg.Registry.Apply(ctx, tx, registry.Message{ID: m.ID, Direction: registry.In, Node: m.From, Kind: m.Kind, Corr: m.Corr, Payload: typed, At: in.cfg.Now()})
+	err := in.applyRegistry(ctx, tx, registry.Message{ID: m.ID, Direction: registry.In, Node: m.From, Kind: m.Kind, Corr: m.Corr, Payload: typed, At: in.cfg.Now()})
 	var coded envelope.Coded
 	switch {
 	case err == nil || errors.Is(err, registry.ErrAlreadyApplied):

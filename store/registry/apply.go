@@ -228,16 +228,7 @@ func (a *applier) checkNotApplied(ctx context.Context) error {
 
 // record writes the history row and marks the person's last message.
 func (a *applier) record(ctx context.Context, fields []string, detail map[string]any) error {
-	if detail == nil {
-		detail = map[string]any{}
-	}
-	detail["seq"] = a.seq
-	if a.m.Corr != "" {
-		detail["corr"] = a.m.Corr
-	}
-	if fields == nil {
-		fields = []string{}
-	}
+	fields, detail = a.historyOf(fields, detail)
 	// Under the person lock no other transaction applies this message: a
 	// unique violation here is an internal error (the transaction fails),
 	// never a second effect. Both writes may be held back (store.ExecLater).
@@ -254,6 +245,21 @@ func (a *applier) record(ctx context.Context, fields []string, detail map[string
 		return fmt.Errorf("registry: update person %s: %w", a.personNo, err)
 	}
 	return nil
+}
+
+// historyOf completes the fields and detail of this message's history row.
+func (a *applier) historyOf(fields []string, detail map[string]any) ([]string, map[string]any) {
+	if detail == nil {
+		detail = map[string]any{}
+	}
+	detail["seq"] = a.seq
+	if a.m.Corr != "" {
+		detail["corr"] = a.m.Corr
+	}
+	if fields == nil {
+		fields = []string{}
+	}
+	return fields, detail
 }
 
 // extraCols scans a row whose last columns follow the ones its caller knows.
@@ -294,52 +300,52 @@ func (a *applier) redact(text string) (string, error) {
 	return redact(text, a.pii.IDNo, a.pii.Name), nil
 }
 
-func (a *applier) register(ctx context.Context, p *contracts.Person) ([]string, map[string]any, error) {
-	if a.person != nil {
-		return nil, nil, conflict("重点人员编号 %s 已登记，不能重复登记", a.personNo)
-	}
+// personInsert is a new person row.
+type personInsert struct {
+	personNo, sourceNode, origin, idType string
+	idNoEnc, idNoBidx, nameEnc           []byte
+	sex                                  string
+	birth                                time.Time
+	hukouRegion                          string
+	hukouAddrEnc                         []byte
+	residRegion                          string
+	residAddrEnc                         []byte
+	categories                           []string
+	basis                                contracts.Basis
+	review                               time.Time
+	unit, officer                        string
+	registeredAt                         time.Time
+	lastMsg                              uuid.UUID
+	now                                  time.Time
+}
+
+// registerRow validates and seals a register payload into its row, with
+// the history fields and detail of the registration.
+func (a *applier) registerRow(p *contracts.Person) (personInsert, []string, map[string]any, error) {
 	r, no := a.r, a.personNo
-	birth, err := parseDate("birthDate", p.BirthDate)
-	if err != nil {
-		return nil, nil, err
+	row := personInsert{personNo: no, sourceNode: a.m.Node, origin: a.m.Direction, idType: p.IDType, sex: p.Sex,
+		hukouRegion: p.HukouRegion, residRegion: p.ResidRegion, categories: p.Categories, basis: p.Basis,
+		unit: p.Unit, officer: p.Officer, registeredAt: p.RegisteredAt, lastMsg: a.id, now: a.now}
+	var err error
+	if row.birth, err = parseDate("birthDate", p.BirthDate); err != nil {
+		return row, nil, nil, err
 	}
-	review, err := parseDate("reviewBy", p.ReviewBy)
-	if err != nil {
-		return nil, nil, err
+	if row.review, err = parseDate("reviewBy", p.ReviewBy); err != nil {
+		return row, nil, nil, err
 	}
-	idEnc, err := r.seal(colIDNo, no, p.IDNo)
-	if err != nil {
-		return nil, nil, err
+	if row.idNoEnc, err = r.seal(colIDNo, no, p.IDNo); err != nil {
+		return row, nil, nil, err
 	}
-	nameEnc, err := r.seal(colName, no, p.Name)
-	if err != nil {
-		return nil, nil, err
+	if row.nameEnc, err = r.seal(colName, no, p.Name); err != nil {
+		return row, nil, nil, err
 	}
-	hukouEnc, err := r.sealOptional(colHukouAddr, no, p.HukouAddr)
-	if err != nil {
-		return nil, nil, err
+	if row.hukouAddrEnc, err = r.sealOptional(colHukouAddr, no, p.HukouAddr); err != nil {
+		return row, nil, nil, err
 	}
-	residEnc, err := r.sealOptional(colResidAddr, no, p.ResidAddr)
-	if err != nil {
-		return nil, nil, err
+	if row.residAddrEnc, err = r.sealOptional(colResidAddr, no, p.ResidAddr); err != nil {
+		return row, nil, nil, err
 	}
-	tag, err := a.q.Exec(ctx, `INSERT INTO person (person_no, source_node, origin, state, id_type, id_no_enc, id_no_bidx,
-		name_enc, sex, birth_date, hukou_region, hukou_addr_enc, resid_region, resid_addr_enc, categories, basis,
-		review_by, unit, officer, registered_at, last_msg_id, created_at, updated_at)
-		VALUES ($1, $2, $3, 'ACTIVE', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $21)
-		ON CONFLICT (person_no) DO NOTHING`,
-		no, a.m.Node, a.m.Direction, p.IDType, idEnc, r.idNoIndex(p.IDNo),
-		nameEnc, p.Sex, birth, p.HukouRegion, hukouEnc, p.ResidRegion, residEnc, p.Categories, p.Basis,
-		review, p.Unit, p.Officer, p.RegisteredAt, a.id, a.now)
-	if err != nil {
-		return nil, nil, fmt.Errorf("registry: insert person %s: %w", no, err)
-	}
-	if tag.RowsAffected() == 0 { // registered concurrently
-		if err := a.checkNotApplied(ctx); err != nil {
-			return nil, nil, err
-		}
-		return nil, nil, conflict("重点人员编号 %s 已登记，不能重复登记", no)
-	}
+	row.idNoBidx = r.idNoIndex(p.IDNo)
 	fields := []string{"idType", "idNo", "name", "sex", "birthDate", "hukouRegion"}
 	if p.HukouAddr != "" {
 		fields = append(fields, "hukouAddr")
@@ -351,7 +357,35 @@ func (a *applier) register(ctx context.Context, p *contracts.Person) ([]string, 
 		fields = append(fields, "residAddr")
 	}
 	fields = append(fields, "categories", "basis", "reviewBy", "unit", "officer", "registeredAt")
-	return fields, map[string]any{"unit": p.Unit, "reviewBy": p.ReviewBy, "registeredAt": p.RegisteredAt}, nil
+	return row, fields, map[string]any{"unit": p.Unit, "reviewBy": p.ReviewBy, "registeredAt": p.RegisteredAt}, nil
+}
+
+func (a *applier) register(ctx context.Context, p *contracts.Person) ([]string, map[string]any, error) {
+	if a.person != nil {
+		return nil, nil, conflict("重点人员编号 %s 已登记，不能重复登记", a.personNo)
+	}
+	row, fields, detail, err := a.registerRow(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	tag, err := a.q.Exec(ctx, `INSERT INTO person (person_no, source_node, origin, state, id_type, id_no_enc, id_no_bidx,
+		name_enc, sex, birth_date, hukou_region, hukou_addr_enc, resid_region, resid_addr_enc, categories, basis,
+		review_by, unit, officer, registered_at, last_msg_id, created_at, updated_at)
+		VALUES ($1, $2, $3, 'ACTIVE', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $21)
+		ON CONFLICT (person_no) DO NOTHING`,
+		row.personNo, row.sourceNode, row.origin, row.idType, row.idNoEnc, row.idNoBidx,
+		row.nameEnc, row.sex, row.birth, row.hukouRegion, row.hukouAddrEnc, row.residRegion, row.residAddrEnc, row.categories, row.basis,
+		row.review, row.unit, row.officer, row.registeredAt, row.lastMsg, row.now)
+	if err != nil {
+		return nil, nil, fmt.Errorf("registry: insert person %s: %w", row.personNo, err)
+	}
+	if tag.RowsAffected() == 0 { // registered concurrently
+		if err := a.checkNotApplied(ctx); err != nil {
+			return nil, nil, err
+		}
+		return nil, nil, conflict("重点人员编号 %s 已登记，不能重复登记", row.personNo)
+	}
+	return fields, detail, nil
 }
 
 func (a *applier) change(ctx context.Context, c *contracts.Change) ([]string, map[string]any, error) {
