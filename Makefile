@@ -66,6 +66,7 @@ test: services
 bench: services
 	$(GO) test -p 1 -run '^$$' -bench '^BenchmarkEnvelope$$' -benchmem -benchtime=$(BENCHTIME) -timeout $(BENCHTIMEOUT) ./envelope/
 	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkJournalAudit' -benchtime=3s -timeout $(BENCHTIMEOUT) ./store/audit/
+	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkParsePayload' -benchmem -benchtime=$(BENCHTIME) -timeout $(BENCHTIMEOUT) ./contracts/
 	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkInboundRoute' -benchtime=1x -timeout $(BENCHTIMEOUT) ./routes/
 
 # fuzz runs every Fuzz target of every package for FUZZTIME.

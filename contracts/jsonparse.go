@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -26,93 +27,181 @@ func parsePayload(data []byte) (*object, error) {
 	if !json.Valid(data) {
 		return nil, fmt.Errorf("%w: not well-formed JSON", ErrNotObject)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNotObject, err)
-	}
-	if tok != json.Delim('{') {
+	sc := scanner{data: data}
+	sc.skipSpace()
+	if sc.i >= len(data) || data[sc.i] != '{' {
 		return nil, fmt.Errorf("%w: the top-level value is not an object", ErrNotObject)
 	}
-	p := parser{dec: dec}
-	obj, err := p.object("")
+	sc.i++
+	obj, err := sc.object("")
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotObject, err)
 	}
-	if p.dup != nil {
-		return nil, p.dup
+	if sc.dup != nil {
+		return nil, sc.dup
 	}
 	return obj, nil
 }
 
-// parser builds the tree of an already validated document and records the
-// first duplicated member name.
-type parser struct {
-	dec *json.Decoder
-	dup *FieldError
+// scanner builds the tree of a document that json.Valid accepted and that
+// is valid UTF-8, and records the first duplicated member name. It reads
+// the bytes directly: json.Decoder.Token allocated per token and cost more
+// than the rest of the payload checks together.
+type scanner struct {
+	data []byte
+	i    int
+	dup  *FieldError
 }
 
 var errUnexpected = errors.New("unexpected token")
 
+func (s *scanner) skipSpace() {
+	for s.i < len(s.data) {
+		switch s.data[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
 // object reads the members of an object whose '{' was consumed.
-func (p *parser) object(path string) (*object, error) {
+func (s *scanner) object(path string) (*object, error) {
 	o := &object{vals: make(map[string]any)}
-	for p.dec.More() {
-		tok, err := p.dec.Token()
+	s.skipSpace()
+	if s.i < len(s.data) && s.data[s.i] == '}' {
+		s.i++
+		return o, nil
+	}
+	for {
+		s.skipSpace()
+		if s.i >= len(s.data) || s.data[s.i] != '"' {
+			return nil, errUnexpected
+		}
+		key, err := s.str()
 		if err != nil {
 			return nil, err
 		}
-		key, ok := tok.(string)
-		if !ok {
+		s.skipSpace()
+		if s.i >= len(s.data) || s.data[s.i] != ':' {
 			return nil, errUnexpected
 		}
+		s.i++
 		at := joinPath(path, key)
-		val, err := p.value(at)
+		val, err := s.value(at)
 		if err != nil {
 			return nil, err
 		}
 		if _, seen := o.vals[key]; seen {
-			if p.dup == nil {
-				p.dup = fieldErr(CodeSchema, at, "字段重复出现")
+			if s.dup == nil {
+				s.dup = fieldErr(CodeSchema, at, "字段重复出现")
 			}
-			continue
+		} else {
+			o.keys = append(o.keys, key)
+			o.vals[key] = val
 		}
-		o.keys = append(o.keys, key)
-		o.vals[key] = val
+		s.skipSpace()
+		if s.i >= len(s.data) {
+			return nil, errUnexpected
+		}
+		switch s.data[s.i] {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			return o, nil
+		default:
+			return nil, errUnexpected
+		}
 	}
-	_, err := p.dec.Token() // '}'
-	return o, err
 }
 
-func (p *parser) value(path string) (any, error) {
-	tok, err := p.dec.Token()
-	if err != nil {
-		return nil, err
+func (s *scanner) value(path string) (any, error) {
+	s.skipSpace()
+	if s.i >= len(s.data) {
+		return nil, errUnexpected
 	}
-	switch tok {
-	case json.Delim('{'):
-		return p.object(path)
-	case json.Delim('['):
-		var arr []any
-		for i := 0; p.dec.More(); i++ {
-			v, err := p.value(path + "[" + strconv.Itoa(i) + "]")
+	switch c := s.data[s.i]; {
+	case c == '{':
+		s.i++
+		return s.object(path)
+	case c == '[':
+		s.i++
+		arr := []any{}
+		s.skipSpace()
+		if s.i < len(s.data) && s.data[s.i] == ']' {
+			s.i++
+			return arr, nil
+		}
+		for n := 0; ; n++ {
+			v, err := s.value(path + "[" + strconv.Itoa(n) + "]")
 			if err != nil {
 				return nil, err
 			}
 			arr = append(arr, v)
+			s.skipSpace()
+			if s.i >= len(s.data) {
+				return nil, errUnexpected
+			}
+			switch s.data[s.i] {
+			case ',':
+				s.i++
+			case ']':
+				s.i++
+				return arr, nil
+			default:
+				return nil, errUnexpected
+			}
 		}
-		if _, err := p.dec.Token(); err != nil { // ']'
-			return nil, err
+	case c == '"':
+		return s.str()
+	case c == 't' && bytes.HasPrefix(s.data[s.i:], []byte("true")):
+		s.i += 4
+		return true, nil
+	case c == 'f' && bytes.HasPrefix(s.data[s.i:], []byte("false")):
+		s.i += 5
+		return false, nil
+	case c == 'n' && bytes.HasPrefix(s.data[s.i:], []byte("null")):
+		s.i += 4
+		return nil, nil
+	case c == '-' || c >= '0' && c <= '9':
+		start := s.i
+		for s.i < len(s.data) && strings.IndexByte("+-.0123456789eE", s.data[s.i]) >= 0 {
+			s.i++
 		}
-		if arr == nil {
-			arr = []any{}
-		}
-		return arr, nil
-	case json.Delim('}'), json.Delim(']'):
-		return nil, errUnexpected
+		return json.Number(s.data[start:s.i]), nil
 	}
-	return tok, nil
+	return nil, errUnexpected
+}
+
+// str reads a string whose opening quote is at s.i. Without escapes the
+// bytes are the value (the document is valid UTF-8); with escapes
+// encoding/json decodes them.
+func (s *scanner) str() (string, error) {
+	start := s.i
+	s.i++
+	escaped := false
+	for s.i < len(s.data) {
+		switch s.data[s.i] {
+		case '\\':
+			escaped = true
+			s.i += 2
+			continue
+		case '"':
+			s.i++
+			if !escaped {
+				return string(s.data[start+1 : s.i-1]), nil
+			}
+			var v string
+			if err := json.Unmarshal(s.data[start:s.i], &v); err != nil {
+				return "", err
+			}
+			return v, nil
+		}
+		s.i++
+	}
+	return "", errUnexpected
 }
 
 // joinPath appends member key to path. Keys that are not plain names are
