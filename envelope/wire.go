@@ -5,8 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -223,43 +221,88 @@ type member struct {
 // splitObject returns the members of a single JSON object in document order,
 // duplicates included, and fails on anything after the object.
 func splitObject(raw []byte) ([]member, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, err
+	if !json.Valid(raw) {
+		return nil, errors.New("not well-formed JSON")
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
+	// Valid JSON from here on: members are split by reading the bytes
+	// (json.Decoder.Token cost more than the rest of parsing together).
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
 		return nil, errors.New("top level is not an object")
 	}
+	i = skipSpace(raw, i+1)
 	var out []member
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		name, ok := tok.(string)
-		if !ok {
+	if raw[i] == '}' {
+		return out, nil
+	}
+	for {
+		end := skipValue(raw, i) // the name, a string
+		var name string
+		if err := decodeString(raw[i:end], &name); err != nil {
 			return nil, errors.New("member name is not a string")
 		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, fmt.Errorf("member %q: %w", name, err)
+		i = skipSpace(raw, end)
+		i = skipSpace(raw, i+1) // ':'
+		end = skipValue(raw, i)
+		out = append(out, member{name: name, value: json.RawMessage(raw[i:end])})
+		i = skipSpace(raw, end)
+		if raw[i] == '}' {
+			return out, nil
 		}
-		out = append(out, member{name: name, value: v})
+		i = skipSpace(raw, i+1) // ','
 	}
-	if _, err := dec.Token(); err != nil { // closing brace
-		return nil, err
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("data after the object")
+	return i
+}
+
+// skipValue returns the end of the JSON value starting at i in valid JSON.
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		for i++; i < len(b); i++ {
+			switch b[i] {
+			case '\\':
+				i++
+			case '"':
+				return i + 1
+			}
+		}
+		return i
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				i = skipValue(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return i
 	}
-	return out, nil
+	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
+		i++
+	}
+	return i
 }
 
 func decodeString(v json.RawMessage, dst *string) error {
-	if len(v) == 0 || v[0] != '"' {
+	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
 		return errors.New("not a JSON string")
+	}
+	if bytes.IndexByte(v, '\\') < 0 {
+		*dst = string(v[1 : len(v)-1]) // no escapes; the envelope is valid UTF-8
+		return nil
 	}
 	return json.Unmarshal(v, dst)
 }
