@@ -182,7 +182,7 @@ func (p *Pending) Flush(ctx context.Context, q store.Querier) error {
 		return nil
 	}
 	if err := store.ExecLater(ctx, q, sql, args...); err != nil {
-		return fmt.Errorf("journal: write %d messages: %w", len(args[0].([]uuid.UUID)), err)
+		return fmt.Errorf("journal: write %d messages: %w", len(args[0].([]string)), err)
 	}
 	p.reset()
 	return nil
@@ -236,19 +236,21 @@ func (p *Pending) statement() (string, []any) {
 		return "", nil
 	}
 	n := len(p.entries)
-	ids, dirs, kinds, peers := make([]uuid.UUID, n), make([]string, n), make([]string, n), make([]string, n)
+	ids, dirs, kinds, peers := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	raws, states, codes, reasons, corrs := make([][]byte, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	recorded, changed, created, updated := make([]bool, n), make([]bool, n), make([]time.Time, n), make([]time.Time, n)
-	eids, edirs, estates := make([]uuid.UUID, 0, p.events), make([]string, 0, p.events), make([]string, 0, p.events)
+	eids, edirs, estates := make([]string, 0, p.events), make([]string, 0, p.events), make([]string, 0, p.events)
 	eats, ecodes, ereasons := make([]time.Time, 0, p.events), make([]string, 0, p.events), make([]string, 0, p.events)
 	eraws, einitial := make([][]byte, 0, p.events), make([]bool, 0, p.events)
+	// Ids go as text: pgx encodes a []string without reflection.
 	for i, e := range p.entries {
 		m := e.m
-		ids[i], dirs[i], kinds[i], peers[i], raws[i] = m.ID, string(m.Direction), text(m.Kind), text(m.Peer), m.Raw
+		id := m.ID.String()
+		ids[i], dirs[i], kinds[i], peers[i], raws[i] = id, string(m.Direction), text(m.Kind), text(m.Peer), m.Raw
 		states[i], codes[i], reasons[i], corrs[i] = string(m.State), text(m.Code), text(m.Reason), text(m.CorrelationID)
 		recorded[i], changed[i], created[i], updated[i] = e.recorded, e.changed, e.created, e.updated
 		for _, ev := range e.events {
-			eids, edirs, estates = append(eids, m.ID), append(edirs, string(m.Direction)), append(estates, string(ev.state))
+			eids, edirs, estates = append(eids, id), append(edirs, string(m.Direction)), append(estates, string(ev.state))
 			eats, ecodes, ereasons = append(eats, ev.at), append(ecodes, text(ev.code)), append(ereasons, text(ev.reason))
 			eraws, einitial = append(eraws, ev.raw), append(einitial, ev.initial)
 		}
