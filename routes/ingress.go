@@ -19,6 +19,9 @@ import (
 // IngressQueue is the hub's queue on the ingress exchange.
 const IngressQueue = "zhian.ingress.hub"
 
+// handleTimeout bounds the handling of one ingress delivery.
+const handleTimeout = 30 * time.Second
+
 // EventContracts validates internal events; *events.Registry satisfies it.
 type EventContracts interface {
 	// Get returns the contract of kind.
@@ -184,7 +187,12 @@ func (in *Ingress) consume(ctx context.Context) error {
 	}
 	in.cfg.Logger.Info("ingress route consuming", "queue", in.cfg.Queue, "exchange", in.cfg.Exchange, "events", in.cfg.EventsExchange)
 	for d := range deliveries {
-		if err := in.handle(context.WithoutCancel(ctx), d); err != nil {
+		// A delivery in hand is finished even when ctx ends, within a
+		// bound: a hung broker or database returns it to the queue.
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handleTimeout)
+		err := in.handle(hctx, d)
+		cancel()
+		if err != nil {
 			_ = d.Nack(false, true)
 			return err
 		}

@@ -1,5 +1,7 @@
 package events
 
+import "strconv"
+
 // Building blocks of the event schemas. The schemas are plain JSON values
 // built here once; Registry marshals them. Only keywords that mean the same
 // in draft 2020-12 and draft-07 are used (see the package comment).
@@ -18,14 +20,7 @@ const (
 )
 
 func digits(n int, desc string) obj {
-	return obj{"type": "string", "pattern": "^[0-9]{" + itoa(n) + "}$", "description": desc}
-}
-
-func itoa(n int) string {
-	if n < 10 {
-		return string(rune('0' + n))
-	}
-	return itoa(n/10) + string(rune('0'+n%10))
+	return obj{"type": "string", "pattern": "^[0-9]{" + strconv.Itoa(n) + "}$", "description": desc}
 }
 
 func dateTime(desc string) obj {
