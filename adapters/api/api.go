@@ -2,7 +2,9 @@
 // records up to the Ministry (备案), reading the records the hub holds with
 // their history, controls and verification tasks, signing tasks, and
 // following filings that await a receipt. The OpenAPI 3.0 document of every
-// endpoint is served at /api/v1/openapi.json.
+// endpoint is served at /api/v1/openapi.json, the AsyncAPI 3.0 document of
+// the internal events (generated from contracts/events) at
+// /api/v1/asyncapi.json; both to any identified caller.
 //
 // Every request carries an identity (auth.Authenticator, see package
 // adapters/auth): the security gateway's officer certificate, a bearer
@@ -85,6 +87,7 @@ import (
 
 	"zhianhub/adapters/auth"
 	"zhianhub/adapters/httpapi"
+	"zhianhub/contracts/events"
 	"zhianhub/routes"
 	"zhianhub/store/audit"
 	"zhianhub/store/journal"
@@ -122,6 +125,10 @@ type Config struct {
 	// Units is the unit tree that bounds what a user sees. Default
 	// auth.DemoUnitTree (deploy/units.example.yaml).
 	Units *auth.UnitTree
+	// Events is the contract registry of the internal events, whose
+	// AsyncAPI document is served at /asyncapi.json. Default: compiled by
+	// Mount (events.NewRegistry).
+	Events *events.Registry
 }
 
 func (c *Config) setDefaults() {
@@ -169,7 +176,8 @@ func (c Config) Validate() error {
 
 // server holds the handlers' dependencies.
 type server struct {
-	cfg Config
+	cfg      Config
+	asyncAPI []byte // the AsyncAPI document of cfg.Events
 }
 
 // Mount adds the API under Prefix to r.
@@ -178,7 +186,14 @@ func Mount(r chi.Router, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	s := &server{cfg: cfg}
+	if cfg.Events == nil {
+		reg, err := events.NewRegistry()
+		if err != nil {
+			return fmt.Errorf("api: %w", err)
+		}
+		cfg.Events = reg
+	}
+	s := &server{cfg: cfg, asyncAPI: cfg.Events.AsyncAPI()}
 	authenticate, err := auth.Middleware(auth.MiddlewareConfig{Authenticator: cfg.Authenticator, Audit: cfg.Audit,
 		Access: cfg.Access, Logger: cfg.Logger})
 	if err != nil {
@@ -193,6 +208,7 @@ func Mount(r chi.Router, cfg Config) error {
 			return &Error{Status: http.StatusMethodNotAllowed, Code: CodeMethod, Message: "该接口不支持此请求方法"}
 		}))
 		r.Get("/openapi.json", s.handle(s.openAPIDoc))
+		r.Get("/asyncapi.json", s.handle(s.asyncAPIDoc))
 		r.Get("/me", s.handle(s.me))
 
 		can := s.require

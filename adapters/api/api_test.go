@@ -380,12 +380,12 @@ func TestPersonMasking(t *testing.T) {
 func TestIdentity(t *testing.T) {
 	t.Run("dev identity off", func(t *testing.T) {
 		h := newHarness(t, harnessOpts{noDevIdentity: true})
-		for _, path := range []string{"/api/v1/persons/" + personP, "/api/v1/openapi.json", "/api/v1/tasks"} {
+		for _, path := range []string{"/api/v1/persons/" + personP, "/api/v1/openapi.json", "/api/v1/asyncapi.json", "/api/v1/tasks"} {
 			expectError(t, h.call(reviewer, http.MethodGet, path, nil), 401, "E401", "开发身份")
 		}
 		expectError(t, h.call(reviewer, http.MethodPost, "/api/v1/filings/keyperson.register", registerPayload(personP)), 401, "E401")
 		fails := h.audits("auth.failure")
-		if len(fails) != 4 || fails[0].Actor != "anonymous" || fails[0].Result != "denied" || fails[0].Detail["claimedUser"] != reviewer.id ||
+		if len(fails) != 5 || fails[0].Actor != "anonymous" || fails[0].Result != "denied" || fails[0].Detail["claimedUser"] != reviewer.id ||
 			fails[0].Object != "/api/v1/persons/"+personP || fails[0].CorrelationID == "" {
 			t.Fatalf("auth.failure audit: %+v", fails)
 		}
@@ -414,6 +414,9 @@ func TestIdentity(t *testing.T) {
 		}
 		if r := h.call(officer, http.MethodGet, "/api/v1/openapi.json", nil); r.status != 200 {
 			t.Errorf("openapi.json: %d", r.status)
+		}
+		if r := h.call(officer, http.MethodGet, "/api/v1/asyncapi.json", nil); r.status != 200 {
+			t.Errorf("asyncapi.json: %d", r.status)
 		}
 	})
 }

@@ -17,6 +17,16 @@ func OpenAPI() []byte { return append([]byte(nil), openAPI...) }
 
 // openAPIDoc answers GET /openapi.json.
 func (s *server) openAPIDoc(w http.ResponseWriter, r *http.Request) error {
+	return serveDoc(w, r, openAPI)
+}
+
+// asyncAPIDoc answers GET /asyncapi.json: the AsyncAPI 3.0 document of the
+// internal events.
+func (s *server) asyncAPIDoc(w http.ResponseWriter, r *http.Request) error {
+	return serveDoc(w, r, s.asyncAPI)
+}
+
+func serveDoc(w http.ResponseWriter, r *http.Request, doc []byte) error {
 	if _, err := query(r); err != nil {
 		return err
 	}
@@ -25,6 +35,6 @@ func (s *server) openAPIDoc(w http.ResponseWriter, r *http.Request) error {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(openAPI)
+	_, _ = w.Write(doc)
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"zhianhub/adapters/mpsbus"
 	"zhianhub/cmd/zhianhub/internal/config"
 	"zhianhub/contracts"
+	"zhianhub/contracts/events"
 	"zhianhub/crypto/fieldenc"
 	"zhianhub/crypto/keystore"
 	"zhianhub/envelope"
@@ -51,6 +52,8 @@ type busRoutes struct {
 	inbound  *routes.Inbound
 	relay    *routes.Relay
 	filing   *routes.Filing
+	events   *events.Registry
+	ingress  *routes.Ingress // nil when ingress.enabled is false
 	exchange string
 	queue    string
 	topoOK   atomic.Bool
@@ -104,6 +107,17 @@ func newBusRoutes(ctx context.Context, cfg config.Config, logger *slog.Logger, k
 	}); err != nil {
 		return nil, err
 	}
+	if b.events, err = events.NewRegistry(); err != nil {
+		return nil, err
+	}
+	if cfg.Ingress.Enabled {
+		if b.ingress, err = routes.NewIngress(routes.IngressConfig{
+			AMQPURL: cfg.AMQP.URL, Pool: pool, Contracts: b.events, DeadLetters: dl, Logger: logger,
+			EventsExchange: EventsExchange,
+		}); err != nil {
+			return nil, err
+		}
+	}
 	return b, nil
 }
 
@@ -127,7 +141,7 @@ func (b *busRoutes) ready(context.Context) error {
 func (b *busRoutes) mount(r chi.Router, a *apiAuth) {
 	if err := api.Mount(r, api.Config{
 		Pool: b.pool, Registry: b.registry, Filing: b.filing, Audit: b.audit, Journal: journal.New(b.pool),
-		DevIdentity: b.cfg.DevIdentity, Logger: b.logger, Authenticator: a.authn, Units: a.units,
+		DevIdentity: b.cfg.DevIdentity, Logger: b.logger, Authenticator: a.authn, Units: a.units, Events: b.events,
 	}); err != nil {
 		// Only a programming error (a nil dependency) gets here.
 		b.logger.Error("the HTTP API is not mounted", "err", err)
@@ -135,8 +149,12 @@ func (b *busRoutes) mount(r chi.Router, a *apiAuth) {
 }
 
 // start runs the topology set-up, then the relay, the inbound route and
-// the control-expiry job, until ctx ends.
+// the control-expiry job (and the ingress route when enabled), until ctx
+// ends.
 func (b *busRoutes) start(ctx context.Context, wg *sync.WaitGroup) {
+	if b.ingress != nil {
+		wg.Go(func() { _ = b.ingress.Run(ctx) })
+	}
 	wg.Add(3)
 	go func() {
 		defer wg.Done()

@@ -65,6 +65,7 @@ func commands() map[string]command {
 		"trace":    {"the timeline of a request id, message id or key-person number", runTrace},
 		"admins":   {"grant, revoke or list the administrators' roles (grant|revoke|list)", runAdmins},
 		"file":     {"file a key-person record up to the Ministry (file <kind> FILE)", runFile},
+		"modules":  {"the internal modules' RabbitMQ users and permissions from the module ACL (plan|apply)", runModules},
 		"version":  {"print the version", runVersion},
 	}
 }

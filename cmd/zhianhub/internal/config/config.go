@@ -81,6 +81,17 @@ type Config struct {
 	Auth       AuthConfig
 	// SecPlatform is where security events go (统一安全防护平台).
 	SecPlatform SecPlatformConfig
+	// Ingress is the internal modules' event ingress (zhian.ingress).
+	Ingress IngressConfig
+}
+
+// IngressConfig switches the ingress route of the internal modules' events
+// (zhian.ingress → contract check → zhian.events).
+type IngressConfig struct {
+	// Enabled runs the route. Defaults to true in development and false
+	// in production (enable it once the modules' RabbitMQ users are set
+	// up, zhianhub modules apply).
+	Enabled bool
 }
 
 // SecPlatformConfig locates the security-protection platform's syslog
@@ -217,7 +228,8 @@ func Default() Config {
 			ResendGiveUp: DefaultResendGiveUp, GapTimeout: DefaultGapTimeout,
 			MPSExchange: DefaultMPSExchange,
 		},
-		Auth: AuthConfig{OIDCUserClaim: DefaultOIDCUserClaim, OIDCUnitClaim: DefaultOIDCUnitClaim, OIDCRolesClaim: DefaultOIDCRolesClaim},
+		Auth:    AuthConfig{OIDCUserClaim: DefaultOIDCUserClaim, OIDCUnitClaim: DefaultOIDCUnitClaim, OIDCRolesClaim: DefaultOIDCRolesClaim},
+		Ingress: IngressConfig{Enabled: true},
 	}
 }
 
@@ -277,6 +289,9 @@ type fileConfig struct {
 		TLS    *string `yaml:"tls"`
 		CAFile *string `yaml:"ca_file"`
 	} `yaml:"security_platform"`
+	Ingress struct {
+		Enabled *string `yaml:"enabled"`
+	} `yaml:"ingress"`
 }
 
 // field describes one configuration key.
@@ -405,6 +420,16 @@ func fields() []field {
 		{"security_platform.ca_file", "ZHIANHUB_SECPLATFORM_CA_FILE",
 			func(f *fileConfig) *string { return f.SecPlatform.CAFile },
 			setString(func(c *Config) *string { return &c.SecPlatform.CAFile })},
+		{"ingress.enabled", "ZHIANHUB_INGRESS_ENABLED",
+			func(f *fileConfig) *string { return f.Ingress.Enabled },
+			func(c *Config, v string) error {
+				b, err := strconv.ParseBool(strings.TrimSpace(v))
+				if err != nil {
+					return fmt.Errorf("not a boolean (true or false): %q", v)
+				}
+				c.Ingress.Enabled = b
+				return nil
+			}},
 		{"auth.units", "ZHIANHUB_AUTH_UNITS",
 			func(f *fileConfig) *string { return f.Auth.Units },
 			setString(func(c *Config) *string { return &c.Auth.Units })},
@@ -475,7 +500,7 @@ func Load(path string, getenv func(string) string) (Config, error) {
 	c := Default()
 	c.File = path
 	var errs []error
-	devIdentitySet := false
+	devIdentitySet, ingressSet := false, false
 	for _, f := range fields() {
 		v, ok := "", false
 		if p := f.file(&fc); p != nil {
@@ -487,8 +512,11 @@ func Load(path string, getenv func(string) string) (Config, error) {
 		if !ok {
 			continue
 		}
-		if f.key == "dev_identity" {
+		switch f.key {
+		case "dev_identity":
 			devIdentitySet = true
+		case "ingress.enabled":
+			ingressSet = true
 		}
 		if err := f.set(&c, v); err != nil {
 			errs = append(errs, keyError(f.key, err))
@@ -497,6 +525,9 @@ func Load(path string, getenv func(string) string) (Config, error) {
 	if !devIdentitySet {
 		// The development identity is on by default only in development.
 		c.DevIdentity = c.Mode == ModeDevelopment
+	}
+	if !ingressSet {
+		c.Ingress.Enabled = c.Mode == ModeDevelopment
 	}
 	if len(errs) > 0 {
 		return c, errors.Join(errs...)
@@ -823,6 +854,7 @@ func (c Config) redactedPairs() [][2]string {
 		{"security_platform.addr", c.SecPlatform.Addr},
 		{"security_platform.tls", strconv.FormatBool(c.SecPlatform.TLS)},
 		{"security_platform.ca_file", c.SecPlatform.CAFile},
+		{"ingress.enabled", strconv.FormatBool(c.Ingress.Enabled)},
 		{"http.tls_cert", c.HTTP.TLSCert},
 		{"auth.units", c.Auth.Units},
 		{"auth.gateway_certs", strings.Join(c.Auth.GatewayCerts, ",")},

@@ -98,6 +98,7 @@ func TestDefaults(t *testing.T) {
 		{"security_platform.addr", c.SecPlatform.Addr, ""},
 		{"security_platform.tls", c.SecPlatform.TLS, false},
 		{"security_platform.ca_file", c.SecPlatform.CAFile, ""},
+		{"ingress.enabled", c.Ingress.Enabled, true},
 		{"http.tls_cert", c.HTTP.TLSCert, ""},
 		{"http.tls_key", c.HTTP.TLSKey, ""},
 		{"auth.units", c.Auth.Units, ""},
@@ -160,6 +161,8 @@ func TestFileAndEnv(t *testing.T) {
 			func(c Config) any { return c.Mode }},
 		{"dev_identity", nil, "false", false, "true", true,
 			func(c Config) any { return c.DevIdentity }},
+		{"ingress.enabled", nil, "false", false, "true", true,
+			func(c Config) any { return c.Ingress.Enabled }},
 		{"database.url", nil, "postgres://hub:pw@db.example:5432/hub?sslmode=require", "postgres://hub:pw@db.example:5432/hub?sslmode=require",
 			"postgresql://x@127.0.0.1/other", "postgresql://x@127.0.0.1/other",
 			func(c Config) any { return c.Database.URL }},
@@ -292,6 +295,9 @@ func TestProductionDefaults(t *testing.T) {
 	if c.DevIdentity {
 		t.Error("dev_identity defaults to true in production")
 	}
+	if c.Ingress.Enabled {
+		t.Error("ingress.enabled defaults to true in production")
+	}
 }
 
 // TestInvalid: each invalid value is reported with its variable and key.
@@ -355,6 +361,7 @@ func TestInvalid(t *testing.T) {
 		{"exchange.mps_exchange", "exchange.mps_exchange", nil, map[string]string{"ZHIANHUB_MPS_EXCHANGE": "a b"}, "must be an exchange name", ""},
 		{"security_platform.addr", "security_platform.addr", nil, map[string]string{"ZHIANHUB_SECPLATFORM_ADDR": "soc.example"}, "must be host:port", ""},
 		{"security_platform.tls", "security_platform.tls", nil, map[string]string{"ZHIANHUB_SECPLATFORM_TLS": "yes please"}, "not a boolean", ""},
+		{"ingress.enabled not bool", "ingress.enabled", nil, map[string]string{"ZHIANHUB_INGRESS_ENABLED": "sometimes"}, "not a boolean", ""},
 		{"security_platform.ca_file without tls", "security_platform.ca_file", nil, map[string]string{"ZHIANHUB_SECPLATFORM_CA_FILE": dir}, "security_platform.tls is false", ""},
 		{"security_platform.ca_file missing", "security_platform.ca_file", nil, map[string]string{"ZHIANHUB_SECPLATFORM_TLS": "true", "ZHIANHUB_SECPLATFORM_CA_FILE": filepath.Join(dir, "nope.pem")}, "no such file", ""},
 		{"http.tls_cert not a certificate", "http.tls_cert", nil, map[string]string{"ZHIANHUB_HTTP_TLS_CERT": af.notPEM, "ZHIANHUB_HTTP_TLS_KEY": af.tlsKey}, "do not load", ""},
