@@ -100,16 +100,19 @@ func isDigits(s string, n int) bool {
 }
 
 // redactedEvent is the internal event of an applied message: the ordering
-// header and kind-specific fields, without ID numbers, names or addresses
-// (subscribers fetch details through the API, with rights and a reason).
+// header and kind-specific fields, without ID numbers, names, addresses, sex
+// or birth date (subscribers fetch details through the API, with rights and
+// a reason).
 func redactedEvent(id, kind, from string, at time.Time, payload []byte) []byte {
 	var m map[string]any
 	_ = json.Unmarshal(payload, &m)
-	for _, k := range []string{"idNo", "name", "hukouAddr", "residAddr"} {
+	// Sex and birth date go too: with the regions they come close to
+	// naming the person (data minimization).
+	for _, k := range []string{"idNo", "name", "hukouAddr", "residAddr", "sex", "birthDate"} {
 		delete(m, k)
 	}
 	if ch, ok := m["changes"].(map[string]any); ok {
-		for _, k := range []string{"name", "hukouAddr", "residAddr"} {
+		for _, k := range []string{"name", "hukouAddr", "residAddr", "sex", "birthDate"} {
 			if _, had := ch[k]; had {
 				ch[k] = "***"
 			}

@@ -129,13 +129,12 @@ var (
 	masked      = obj{"const": "***", "description": "已变更，值不在事件中（经 API 按权限查看）"}
 	dateField   = obj{"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "description": "日期 YYYY-MM-DD"}
 	categories  = obj{"type": "array", "minItems": 1, "items": category, "description": "重点人员类别代码"}
-	sexField    = obj{"type": "string", "enum": []any{"0", "1", "2", "9"}, "description": "性别代码（GB/T 2261.1）"}
 	idTypeField = obj{"type": "string", "pattern": "^[0-9]{3}$", "description": "证件类型代码（证件号码不在事件中）"}
 )
 
 func personDataProps() obj {
 	return obj{
-		"sex": sexField, "birthDate": dateField, "hukouRegion": countyCode, "residRegion": countyCode,
+		"hukouRegion": countyCode, "residRegion": countyCode,
 		"categories": categories, "basis": basisField, "reviewBy": dateField,
 		"unit": unitField("登记单位代码"), "officer": officerField, "registeredAt": dateTime("登记时间"),
 	}
@@ -146,13 +145,14 @@ func keyPersonDefs() []Event {
 	register["personNo"], register["seq"], register["idType"] = personNo, seqField, idTypeField
 	changes := personDataProps()
 	changes["name"], changes["hukouAddr"], changes["residAddr"] = masked, masked, masked
+	changes["sex"], changes["birthDate"] = masked, masked
 	changesObj := object("变更的字段", changes)
 	changesObj["minProperties"] = 1
 	return []Event{
-		{Kind: KindKeyPersonRegister, Summary: "重点人员登记（部级下发，已应用；不含证件号码、姓名、住址）",
+		{Kind: KindKeyPersonRegister, Summary: "重点人员登记（部级下发，已应用；不含证件号码、姓名、性别、出生日期、住址）",
 			Data:    object("", register, "personNo", "seq", "idType", "categories", "basis", "unit", "officer", "registeredAt"),
-			Example: `{"messageId":"0193a0c0-0000-7000-8000-000000000001","kind":"keyperson.register","from":"100000000000","receivedAt":"2026-11-27T10:00:00.000+08:00","data":{"personNo":"32010620261126000017","seq":1,"idType":"111","sex":"1","birthDate":"1986-05-17","hukouRegion":"310104","residRegion":"310115","categories":["0201"],"basis":{"docNo":"苏公鼓（测）字〔2026〕第0017号","approvedBy":"南京市公安局鼓楼分局（测试）","approvedAt":"2026-11-26T11:00:00.000+08:00","legal":"有关规定（测试数据）"},"reviewBy":"2027-05-26","unit":"320106000000","officer":"1023456","registeredAt":"2026-11-26T15:20:00.000+08:00"}}`},
-		{Kind: KindKeyPersonChange, Summary: "重点人员变更（变更的姓名、住址以 *** 表示）",
+			Example: `{"messageId":"0193a0c0-0000-7000-8000-000000000001","kind":"keyperson.register","from":"100000000000","receivedAt":"2026-11-27T10:00:00.000+08:00","data":{"personNo":"32010620261126000017","seq":1,"idType":"111","hukouRegion":"310104","residRegion":"310115","categories":["0201"],"basis":{"docNo":"苏公鼓（测）字〔2026〕第0017号","approvedBy":"南京市公安局鼓楼分局（测试）","approvedAt":"2026-11-26T11:00:00.000+08:00","legal":"有关规定（测试数据）"},"reviewBy":"2027-05-26","unit":"320106000000","officer":"1023456","registeredAt":"2026-11-26T15:20:00.000+08:00"}}`},
+		{Kind: KindKeyPersonChange, Summary: "重点人员变更（变更的姓名、性别、出生日期、住址以 *** 表示）",
 			Data: object("", obj{"personNo": personNo, "seq": seqField, "changes": changesObj,
 				"reason": text(1, 500, true, "变更原因"), "changedAt": dateTime("变更时间")},
 				"personNo", "seq", "changes", "reason", "changedAt"),
