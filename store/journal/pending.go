@@ -132,10 +132,10 @@ func (p *Pending) Transition(id uuid.UUID, direction Direction, state State, cod
 // pendingSQL writes a batch: new rows are inserted with their final state;
 // rows that exist already are updated when a Transition touched them; the
 // events follow, the Record event of an existing row becoming
-// received_again (with its bytes when they differ). The subqueries on
-// message read the statement's snapshot, the rows as they were before it;
-// they are correlated on purpose (index lookups: a join let the planner
-// hash the whole table for every batch).
+// received_again (with its bytes when they differ). CTE old reads the
+// statement's snapshot, the rows as they were before it, by key from the
+// batch's ids (a join or EXISTS on message itself let the planner hash or
+// scan the whole table for every batch).
 const pendingSQL = `
 WITH m AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::text[], $8::text[],
@@ -152,6 +152,9 @@ WITH m AS (
     WHERE x.id = m.id AND x.direction = m.direction AND m.changed
       AND NOT EXISTS (SELECT 1 FROM ins WHERE ins.id = m.id AND ins.direction = m.direction)
     RETURNING x.id
+), old AS (
+    -- the rows as they were before this statement, looked up by key
+    SELECT x.id, x.direction, x.raw FROM m JOIN message x ON x.id = m.id AND x.direction = m.direction
 ), e AS (
     SELECT * FROM unnest($14::uuid[], $15::text[], $16::text[], $17::timestamptz[], $18::text[], $19::text[], $20::bytea[], $21::bool[])
         WITH ORDINALITY AS e(id, direction, state, at, code, reason, raw, initial, n)
@@ -160,12 +163,12 @@ INSERT INTO message_event (message_id, direction, state, at, code, reason, raw)
 SELECT e.id, e.direction,
     CASE WHEN e.initial AND i.id IS NULL THEN 'received_again' ELSE e.state END,
     e.at, e.code, e.reason,
-    CASE WHEN e.initial AND i.id IS NULL
-              AND (SELECT x.raw FROM message x WHERE x.id = e.id AND x.direction = e.direction) IS DISTINCT FROM e.raw THEN e.raw
+    CASE WHEN e.initial AND i.id IS NULL AND o.raw IS DISTINCT FROM e.raw THEN e.raw
          WHEN NOT e.initial AND e.state = 'received_again' THEN e.raw END
 FROM e
 LEFT JOIN ins i ON i.id = e.id AND i.direction = e.direction
-WHERE i.id IS NOT NULL OR EXISTS (SELECT 1 FROM message x WHERE x.id = e.id AND x.direction = e.direction)
+LEFT JOIN old o ON o.id = e.id AND o.direction = e.direction
+WHERE i.id IS NOT NULL OR o.id IS NOT NULL
 ORDER BY e.n`
 
 // Flush sends the pending writes on q (store.ExecLater: with a store.Pipe
