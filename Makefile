@@ -57,7 +57,11 @@ vet:
 fmt:
 	$(GO) fmt $(PKGS)
 
+# The export tests open the .xlsx files the hub writes with LibreOffice
+# (sheettest installs it too when missing; installing it first keeps apt's
+# time out of the tests' timeout).
 test: services
+	bash deploy/install-libreoffice.sh
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 $(PKGS)
 

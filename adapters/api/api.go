@@ -85,6 +85,7 @@ import (
 
 	"zhianhub/adapters/auth"
 	"zhianhub/adapters/httpapi"
+	"zhianhub/adapters/sheet"
 	"zhianhub/routes"
 	"zhianhub/store/audit"
 	"zhianhub/store/journal"
@@ -122,6 +123,9 @@ type Config struct {
 	// Units is the unit tree that bounds what a user sees. Default
 	// auth.DemoUnitTree (deploy/units.example.yaml).
 	Units *auth.UnitTree
+	// MaxExportRows is the most rows of one export (GET /audit/export,
+	// /tasks/export); more is refused, 400. Default DefaultMaxExportRows.
+	MaxExportRows int
 }
 
 func (c *Config) setDefaults() {
@@ -144,6 +148,9 @@ func (c *Config) setDefaults() {
 	if c.Units == nil {
 		c.Units = auth.DemoUnitTree()
 	}
+	if c.MaxExportRows == 0 {
+		c.MaxExportRows = DefaultMaxExportRows
+	}
 }
 
 // Validate reports whether the configuration can be used (after defaults).
@@ -160,6 +167,9 @@ func (c Config) Validate() error {
 		if f.missing {
 			errs = append(errs, fmt.Errorf("%s is required", f.name))
 		}
+	}
+	if c.MaxExportRows < 1 || c.MaxExportRows > sheet.MaxRows {
+		errs = append(errs, fmt.Errorf("MaxExportRows must be 1-%d", sheet.MaxRows))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("api: invalid config: %w", err)
@@ -206,6 +216,7 @@ func Mount(r chi.Router, cfg Config) error {
 		r.With(can(auth.PermPersonRead)).Get("/persons/{personNo}/controls", s.handle(s.personControls))
 
 		r.With(can(auth.PermTaskRead)).Get("/tasks", s.handle(s.listTasks))
+		r.With(can(auth.PermTaskRead)).Get("/tasks/export", s.handle(s.exportTasks))
 		r.With(can(auth.PermTaskRead)).Get("/tasks/{taskNo}", s.handle(s.getTask))
 		r.With(can(auth.PermFilingSubmit)).Post("/tasks/{taskNo}/sign", s.handle(s.signTask))
 
@@ -219,6 +230,7 @@ func Mount(r chi.Router, cfg Config) error {
 		r.With(can(auth.PermAccountManage)).Put("/admin/users/{userId}/lock", s.handle(s.lockAccount))
 		r.With(can(auth.PermAccountManage)).Delete("/admin/users/{userId}/lock", s.handle(s.unlockAccount))
 		r.With(can(auth.PermAuditRead)).Get("/audit", s.handle(s.listAudit))
+		r.With(can(auth.PermAuditRead)).Get("/audit/export", s.handle(s.exportAudit))
 	})
 	return nil
 }

@@ -30,6 +30,9 @@ func TestConfigValidate(t *testing.T) {
 		{"no filing", func(c *api.Config) { c.Filing = nil }, "Filing is required"},
 		{"no audit", func(c *api.Config) { c.Audit = nil }, "Audit is required"},
 		{"no journal", func(c *api.Config) { c.Journal = nil }, "Journal is required"},
+		{"export rows negative", func(c *api.Config) { c.MaxExportRows = -1 }, "MaxExportRows"},
+		{"export rows past a worksheet", func(c *api.Config) { c.MaxExportRows = 1 << 20 }, "MaxExportRows"},
+		{"export rows set", func(c *api.Config) { c.MaxExportRows = 10 }, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := full()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"mime"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -90,6 +91,9 @@ func (d *openAPIDoc) resolve(v any) (any, string) {
 }
 
 func (d *openAPIDoc) template(path string) string {
+	if _, ok := d.paths[path]; ok { // a literal path before the templates it also matches
+		return path
+	}
 	for tpl, re := range d.paths {
 		if re.MatchString(path) {
 			return tpl
@@ -129,6 +133,14 @@ func (d *openAPIDoc) check(t *testing.T, method, path string, r response) {
 	}
 	content, _ := resp.(map[string]any)["content"].(map[string]any)
 	if content == nil {
+		return
+	}
+	if _, ok := content["application/json"]; !ok {
+		// A file (a spreadsheet): the media type must be documented.
+		mt, _, err := mime.ParseMediaType(r.header.Get("Content-Type"))
+		if _, ok := content[mt]; err != nil || !ok {
+			t.Errorf("%s %s: Content-Type %q is not documented", method, tpl, r.header.Get("Content-Type"))
+		}
 		return
 	}
 	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
@@ -251,8 +263,8 @@ func TestOpenAPIDocument(t *testing.T) {
 			t.Errorf("openapi.json documents %s, which is not served", s)
 		}
 	}
-	if len(served) != 22 {
-		t.Errorf("%d routes served, want 22: %v", len(served), served)
+	if len(served) != 24 {
+		t.Errorf("%d routes served, want 24: %v", len(served), served)
 	}
 
 	// Every $ref resolves.
