@@ -123,6 +123,10 @@ type Config struct {
 	// Units is the unit tree that bounds what a user sees. Default
 	// auth.DemoUnitTree (deploy/units.example.yaml).
 	Units *auth.UnitTree
+	// AuditKeys returns the verifiers of the audit chain's checkpoint keys
+	// (the node's own signing keys: keystore.Store.SelfVerifier), for
+	// GET /audit/verify. Required.
+	AuditKeys audit.KeyFunc
 	// MaxExportRows is the most rows of one export (GET /audit/export,
 	// /tasks/export); more is refused, 400. Default DefaultMaxExportRows.
 	MaxExportRows int
@@ -163,6 +167,7 @@ func (c Config) Validate() error {
 		{"Pool", c.Pool == nil}, {"Registry", c.Registry == nil}, {"Filing", c.Filing == nil},
 		{"Audit", c.Audit == nil}, {"Journal", c.Journal == nil}, {"Logger", c.Logger == nil},
 		{"Authenticator", c.Authenticator == nil}, {"Now", c.Now == nil}, {"Access", c.Access == nil}, {"Units", c.Units == nil},
+		{"AuditKeys", c.AuditKeys == nil},
 	} {
 		if f.missing {
 			errs = append(errs, fmt.Errorf("%s is required", f.name))
@@ -231,6 +236,7 @@ func Mount(r chi.Router, cfg Config) error {
 		r.With(can(auth.PermAccountManage)).Delete("/admin/users/{userId}/lock", s.handle(s.unlockAccount))
 		r.With(can(auth.PermAuditRead)).Get("/audit", s.handle(s.listAudit))
 		r.With(can(auth.PermAuditRead)).Get("/audit/export", s.handle(s.exportAudit))
+		r.With(can(auth.PermAuditRead)).Get("/audit/verify", s.handle(s.verifyAudit))
 	})
 	return nil
 }

@@ -168,7 +168,8 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		authn = o.authn(h)
 	}
 	must(t, api.Mount(server.Router(), api.Config{Pool: h.pool, Registry: h.registry, Filing: filing, Audit: h.audit,
-		Journal: jr, DevIdentity: !o.noDevIdentity, Logger: logger, Authenticator: authn, MaxExportRows: o.maxExportRows}))
+		Journal: jr, DevIdentity: !o.noDevIdentity, Logger: logger, Authenticator: authn, MaxExportRows: o.maxExportRows,
+		AuditKeys: hubKeys.SelfVerifier}))
 	h.srv = httptest.NewUnstartedServer(server.Handler())
 	if o.tls != nil {
 		h.srv.TLS = o.tls
