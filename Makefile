@@ -71,6 +71,8 @@ bench: services
 	$(GO) test -p 1 -run '^$$' -bench '^BenchmarkEnvelope$$' -benchmem -benchtime=$(BENCHTIME) -timeout $(BENCHTIMEOUT) ./envelope/
 	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkJournalAudit' -benchtime=3s -timeout $(BENCHTIMEOUT) ./store/audit/
 	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkInboundRoute' -benchtime=1x -timeout $(BENCHTIMEOUT) ./routes/
+	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkAuditQuery' -benchtime=1x -timeout $(BENCHTIMEOUT) ./store/audit/
+	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkAuditExport' -benchtime=1x -timeout $(BENCHTIMEOUT) ./adapters/api/
 
 # fuzz runs every Fuzz target of every package for FUZZTIME.
 fuzz:
