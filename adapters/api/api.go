@@ -64,6 +64,15 @@
 //     corr (the issuing message id) from the task; the unit defaults to
 //     the caller's X-Dev-Unit, signedAt to now. POST /filings/{kind}
 //     accepts corr (query) for task.sign only.
+//   - The auditor reads the audit log by time range, user, unit, object,
+//     action and result (GET /audit, keyset-paged by seq), exports the same
+//     selection (GET /audit/export) and verifies the chain
+//     (GET /audit/verify; a broken chain stages security.chain_break). Each
+//     of these is audited itself (audit.read, audit.export, audit.verify),
+//     and so is a task export (task.export) although task reads are not:
+//     an export takes the data away in bulk. Exports (xlsx or csv) are
+//     built whole before they are sent, at most Config.MaxExportRows rows
+//     (more: 400).
 //   - A filing committed to the outbox whose audit then failed is answered
 //     202 (it will be published; answering 500 would invite a second
 //     filing) and logged as an error.
