@@ -57,7 +57,11 @@ vet:
 fmt:
 	$(GO) fmt $(PKGS)
 
+# The export tests open the .xlsx files the hub writes with LibreOffice
+# (sheettest installs it too when missing; installing it first keeps apt's
+# time out of the tests' timeout).
 test: services
+	bash deploy/install-libreoffice.sh
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 $(PKGS)
 
@@ -68,6 +72,8 @@ bench: services
 	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkJournalAudit' -benchtime=3s -timeout $(BENCHTIMEOUT) ./store/audit/
 	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkParsePayload' -benchmem -benchtime=$(BENCHTIME) -timeout $(BENCHTIMEOUT) ./contracts/
 	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkInboundRoute' -benchtime=1x -timeout $(BENCHTIMEOUT) ./routes/
+	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkAuditQuery' -benchtime=1x -timeout $(BENCHTIMEOUT) ./store/audit/
+	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkAuditExport' -benchtime=1x -timeout $(BENCHTIMEOUT) ./adapters/api/
 
 # fuzz runs every Fuzz target of every package for FUZZTIME.
 fuzz:

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"net/http"
@@ -32,7 +31,6 @@ const (
 	ActionRoleRevoke    = "role.revoke"
 	ActionAccountLock   = "account.lock"
 	ActionAccountUnlock = "account.unlock"
-	ActionAuditRead     = "audit.read"
 )
 
 // CodeConflict answers an administrator's change that conflicts with the
@@ -535,71 +533,5 @@ func (s *server) unlockAccount(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	httpapi.WriteJSON(w, http.StatusOK, viewLock(l))
-	return nil
-}
-
-// auditView is a chained audit entry.
-type auditView struct {
-	Seq           int64          `json:"seq"`
-	At            time.Time      `json:"at"`
-	Actor         string         `json:"actor"`
-	Unit          string         `json:"unit"`
-	Role          string         `json:"role"`
-	Action        string         `json:"action"`
-	Object        string         `json:"object"`
-	Result        string         `json:"result"`
-	Reason        string         `json:"reason"`
-	CorrelationID string         `json:"correlationId"`
-	Detail        map[string]any `json:"detail"`
-}
-
-// listAudit answers GET /audit?action=&actor=&after=&limit=: chained
-// entries by seq. The read is audited itself (audit.read) before the
-// answer.
-func (s *server) listAudit(w http.ResponseWriter, r *http.Request) error {
-	q, err := query(r, "action", "actor", "after", "limit")
-	if err != nil {
-		return err
-	}
-	f := audit.ListFilter{Action: q["action"], Actor: q["actor"]}
-	if len(f.Action) > 64 || strings.IndexFunc(f.Action, unicode.IsControl) >= 0 {
-		return badRequest("action：须为不超过 64 个字符的动作名（可用 * 结尾匹配前缀）")
-	}
-	if len(f.Actor) > 64 || strings.IndexFunc(f.Actor, unicode.IsControl) >= 0 {
-		return badRequest("actor：须为不超过 64 个字符的用户标识")
-	}
-	if f.Limit, err = limitParam(q); err != nil {
-		return err
-	}
-	if v, ok := q["after"]; ok {
-		if f.After, err = strconv.ParseInt(v, 10, 64); err != nil || f.After < 0 {
-			return badRequest("after：须为非负整数")
-		}
-	}
-	recs, err := audit.List(r.Context(), s.cfg.Pool, f)
-	if err != nil {
-		return err
-	}
-	out := make([]auditView, 0, len(recs))
-	for _, rec := range recs {
-		v := auditView{Seq: rec.Seq, At: local(rec.At), Actor: rec.Actor, Unit: rec.Unit, Role: rec.Role, Action: rec.Action,
-			Object: rec.Object, Result: rec.Result, Reason: rec.Reason, CorrelationID: rec.CorrelationID}
-		if err := json.Unmarshal(rec.Detail, &v.Detail); err != nil {
-			return err
-		}
-		if v.Detail == nil {
-			v.Detail = map[string]any{}
-		}
-		out = append(out, v)
-	}
-	if err := s.record(r.Context(), audit.Entry{Action: ActionAuditRead, Object: "audit", Result: "ok",
-		Detail: map[string]any{"action": f.Action, "actor": f.Actor, "after": f.After, "count": len(out)}}); err != nil {
-		return err
-	}
-	res := map[string]any{"entries": out}
-	if len(recs) == f.Limit {
-		res["next"] = strconv.FormatInt(recs[len(recs)-1].Seq, 10)
-	}
-	httpapi.WriteJSON(w, http.StatusOK, res)
 	return nil
 }

@@ -66,6 +66,15 @@
 //     corr (the issuing message id) from the task; the unit defaults to
 //     the caller's X-Dev-Unit, signedAt to now. POST /filings/{kind}
 //     accepts corr (query) for task.sign only.
+//   - The auditor reads the audit log by time range, user, unit, object,
+//     action and result (GET /audit, keyset-paged by seq), exports the same
+//     selection (GET /audit/export) and verifies the chain
+//     (GET /audit/verify; a broken chain stages security.chain_break). Each
+//     of these is audited itself (audit.read, audit.export, audit.verify),
+//     and so is a task export (task.export) although task reads are not:
+//     an export takes the data away in bulk. Exports (xlsx or csv) are
+//     built whole before they are sent, at most Config.MaxExportRows rows
+//     (more: 400).
 //   - A filing committed to the outbox whose audit then failed is answered
 //     202 (it will be published; answering 500 would invite a second
 //     filing) and logged as an error.
@@ -87,6 +96,7 @@ import (
 
 	"zhianhub/adapters/auth"
 	"zhianhub/adapters/httpapi"
+	"zhianhub/adapters/sheet"
 	"zhianhub/contracts/events"
 	"zhianhub/routes"
 	"zhianhub/store/audit"
@@ -129,6 +139,13 @@ type Config struct {
 	// AsyncAPI document is served at /asyncapi.json. Default: compiled by
 	// Mount (events.NewRegistry).
 	Events *events.Registry
+	// AuditKeys returns the verifiers of the audit chain's checkpoint keys
+	// (the node's own signing keys: keystore.Store.SelfVerifier), for
+	// GET /audit/verify. Required.
+	AuditKeys audit.KeyFunc
+	// MaxExportRows is the most rows of one export (GET /audit/export,
+	// /tasks/export); more is refused, 400. Default DefaultMaxExportRows.
+	MaxExportRows int
 }
 
 func (c *Config) setDefaults() {
@@ -151,6 +168,9 @@ func (c *Config) setDefaults() {
 	if c.Units == nil {
 		c.Units = auth.DemoUnitTree()
 	}
+	if c.MaxExportRows == 0 {
+		c.MaxExportRows = DefaultMaxExportRows
+	}
 }
 
 // Validate reports whether the configuration can be used (after defaults).
@@ -163,10 +183,14 @@ func (c Config) Validate() error {
 		{"Pool", c.Pool == nil}, {"Registry", c.Registry == nil}, {"Filing", c.Filing == nil},
 		{"Audit", c.Audit == nil}, {"Journal", c.Journal == nil}, {"Logger", c.Logger == nil},
 		{"Authenticator", c.Authenticator == nil}, {"Now", c.Now == nil}, {"Access", c.Access == nil}, {"Units", c.Units == nil},
+		{"AuditKeys", c.AuditKeys == nil},
 	} {
 		if f.missing {
 			errs = append(errs, fmt.Errorf("%s is required", f.name))
 		}
+	}
+	if c.MaxExportRows < 1 || c.MaxExportRows > sheet.MaxRows {
+		errs = append(errs, fmt.Errorf("MaxExportRows must be 1-%d", sheet.MaxRows))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("api: invalid config: %w", err)
@@ -222,6 +246,7 @@ func Mount(r chi.Router, cfg Config) error {
 		r.With(can(auth.PermPersonRead)).Get("/persons/{personNo}/controls", s.handle(s.personControls))
 
 		r.With(can(auth.PermTaskRead)).Get("/tasks", s.handle(s.listTasks))
+		r.With(can(auth.PermTaskRead)).Get("/tasks/export", s.handle(s.exportTasks))
 		r.With(can(auth.PermTaskRead)).Get("/tasks/{taskNo}", s.handle(s.getTask))
 		r.With(can(auth.PermFilingSubmit)).Post("/tasks/{taskNo}/sign", s.handle(s.signTask))
 
@@ -235,6 +260,8 @@ func Mount(r chi.Router, cfg Config) error {
 		r.With(can(auth.PermAccountManage)).Put("/admin/users/{userId}/lock", s.handle(s.lockAccount))
 		r.With(can(auth.PermAccountManage)).Delete("/admin/users/{userId}/lock", s.handle(s.unlockAccount))
 		r.With(can(auth.PermAuditRead)).Get("/audit", s.handle(s.listAudit))
+		r.With(can(auth.PermAuditRead)).Get("/audit/export", s.handle(s.exportAudit))
+		r.With(can(auth.PermAuditRead)).Get("/audit/verify", s.handle(s.verifyAudit))
 	})
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"zhianhub/adapters/api"
+	"zhianhub/crypto"
 	"zhianhub/routes"
 	"zhianhub/store/audit"
 	"zhianhub/store/journal"
@@ -17,7 +18,7 @@ import (
 func TestConfigValidate(t *testing.T) {
 	full := func() api.Config {
 		return api.Config{Pool: new(pgxpool.Pool), Registry: new(registry.Registry), Filing: new(routes.Filing),
-			Audit: new(audit.Writer), Journal: journal.New(nil)}
+			Audit: new(audit.Writer), Journal: journal.New(nil), AuditKeys: func(crypto.KeyID) (crypto.Verifier, bool) { return nil, false }}
 	}
 	for _, tc := range []struct {
 		name   string
@@ -30,6 +31,10 @@ func TestConfigValidate(t *testing.T) {
 		{"no filing", func(c *api.Config) { c.Filing = nil }, "Filing is required"},
 		{"no audit", func(c *api.Config) { c.Audit = nil }, "Audit is required"},
 		{"no journal", func(c *api.Config) { c.Journal = nil }, "Journal is required"},
+		{"no audit keys", func(c *api.Config) { c.AuditKeys = nil }, "AuditKeys is required"},
+		{"export rows negative", func(c *api.Config) { c.MaxExportRows = -1 }, "MaxExportRows"},
+		{"export rows past a worksheet", func(c *api.Config) { c.MaxExportRows = 1 << 20 }, "MaxExportRows"},
+		{"export rows set", func(c *api.Config) { c.MaxExportRows = 10 }, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := full()

@@ -76,6 +76,8 @@ type harnessOpts struct {
 	// tls, when set, serves the API over TLS with this configuration.
 	tls    *tls.Config
 	resend routes.ResendPolicy
+	// maxExportRows is api.Config.MaxExportRows (0: the default).
+	maxExportRows int
 }
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
@@ -166,7 +168,8 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		authn = o.authn(h)
 	}
 	must(t, api.Mount(server.Router(), api.Config{Pool: h.pool, Registry: h.registry, Filing: filing, Audit: h.audit,
-		Journal: jr, DevIdentity: !o.noDevIdentity, Logger: logger, Authenticator: authn}))
+		Journal: jr, DevIdentity: !o.noDevIdentity, Logger: logger, Authenticator: authn, MaxExportRows: o.maxExportRows,
+		AuditKeys: hubKeys.SelfVerifier}))
 	h.srv = httptest.NewUnstartedServer(server.Handler())
 	if o.tls != nil {
 		h.srv.TLS = o.tls

@@ -22,18 +22,9 @@ func (s *server) listTasks(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var f registry.TaskFilter
-	switch st := q["state"]; st {
-	case "", registry.TaskIssued, registry.TaskSigned:
-		f.State = st
-	default:
-		return badRequest("state：须为 %s 或 %s", registry.TaskIssued, registry.TaskSigned)
-	}
-	if v, ok := q["unit"]; ok {
-		if !isDigits(v, 12) {
-			return badRequest("unit：须为 12 位机构代码")
-		}
-		f.Unit = v
+	f, err := taskFilter(q)
+	if err != nil {
+		return err
 	}
 	if v, ok := q["after"]; ok {
 		if !isDigits(v, 20) {
@@ -58,6 +49,24 @@ func (s *server) listTasks(w http.ResponseWriter, r *http.Request) error {
 	}
 	httpapi.WriteJSON(w, http.StatusOK, body)
 	return nil
+}
+
+// taskFilter parses the selection of tasks: state and unit.
+func taskFilter(q map[string]string) (registry.TaskFilter, error) {
+	var f registry.TaskFilter
+	switch st := q["state"]; st {
+	case "", registry.TaskIssued, registry.TaskSigned:
+		f.State = st
+	default:
+		return f, badRequest("state：须为 %s 或 %s", registry.TaskIssued, registry.TaskSigned)
+	}
+	if v, ok := q["unit"]; ok {
+		if !isDigits(v, 12) {
+			return f, badRequest("unit：须为 12 位机构代码")
+		}
+		f.Unit = v
+	}
+	return f, nil
 }
 
 // getTask answers GET /tasks/{taskNo}.

@@ -26,7 +26,7 @@ const (
 	ActionAuthFailure      = "auth.failure"
 	ActionAuthFailureGW    = "security.auth_failure"
 	ActionSignatureFailure = "security.signature_failure"
-	ActionChainBreak       = "security.chain_break"
+	ActionChainBreak       = audit.ActionChainBreak
 	ActionDeadLetterGrowth = "security.dead_letter_growth"
 	ActionUnmask           = "person.unmask"
 	ActionMessageReceive   = "message.receive"

@@ -5,10 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
-	"zhianhub/adapters/secplatform"
 	"zhianhub/cmd/zhianhub/internal/config"
 	"zhianhub/crypto"
 	"zhianhub/crypto/keystore"
@@ -84,12 +82,10 @@ func runAudit(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if !rep.OK {
-		broken := fmt.Errorf("audit chain BROKEN at seq %d (%s): %s; %d entries and %d checkpoints checked out before it",
-			rep.FirstBad.Seq, rep.FirstBad.Kind, rep.FirstBad.Detail, rep.Entries, rep.Checkpoints)
+		broken := errors.New(rep.Summary())
 		// A security event: staged, chained after the head by the running
 		// hub, and forwarded to the security-protection platform.
-		if err := audit.Stage(ctx, pool, audit.Entry{Actor: "system", Action: secplatform.ActionChainBreak, Object: strconv.FormatInt(rep.FirstBad.Seq, 10),
-			Result: "broken", Reason: broken.Error(), Detail: map[string]any{"seq": rep.FirstBad.Seq, "kind": rep.FirstBad.Kind}}); err != nil {
+		if err := audit.StageChainBreak(ctx, pool, rep, audit.Entry{Actor: "system"}); err != nil {
 			broken = errors.Join(broken, fmt.Errorf("the security event was not recorded: %w", err))
 		}
 		return &exitError{code: exitChainBroken, err: broken}
