@@ -69,7 +69,7 @@ test: services
 # cores with PostgreSQL and RabbitMQ); each prints its baseline and ratio.
 bench: services
 	$(GO) test -p 1 -run '^$$' -bench '^BenchmarkEnvelope$$' -benchmem -benchtime=$(BENCHTIME) -timeout $(BENCHTIMEOUT) ./envelope/
-	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkJournalAudit' -benchtime=3s -timeout $(BENCHTIMEOUT) ./store/audit/
+	ZHIANHUB_BENCH_ROUNDS=5 $(GO) test -p 1 -run '^$$' -bench 'BenchmarkJournalAudit' -benchtime=2s -timeout $(BENCHTIMEOUT) ./store/audit/
 	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkParsePayload' -benchmem -benchtime=$(BENCHTIME) -timeout $(BENCHTIMEOUT) ./contracts/
 	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkInboundRoute' -benchtime=1x -timeout $(BENCHTIMEOUT) ./routes/
 	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkAuditQuery' -benchtime=1x -timeout $(BENCHTIMEOUT) ./store/audit/

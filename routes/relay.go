@@ -13,6 +13,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"zhianhub/envelope"
+	"zhianhub/store"
 	"zhianhub/store/audit"
 	"zhianhub/store/exchange"
 	"zhianhub/store/journal"
@@ -154,7 +155,9 @@ func (r *Relay) Run(ctx context.Context) error {
 // relayOnce publishes one batch of due messages.
 func (r *Relay) relayOnce(ctx context.Context) (int, error) {
 	var n int
-	err := pgx.BeginFunc(ctx, r.cfg.Pool, func(tx pgx.Tx) error {
+	// Through a Pipe, the attempts and the audit entries travel with the
+	// COMMIT.
+	err := store.BeginPipe(ctx, r.cfg.Pool, func(tx *store.Pipe) error {
 		var entries []audit.Entry
 		now := r.cfg.Now()
 		due, err := exchange.ClaimDue(ctx, tx, now, r.cfg.BatchSize)

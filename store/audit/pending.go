@@ -69,9 +69,10 @@ func Stage(ctx context.Context, q store.Querier, e Entry) error {
 // StageBatch stages entries like Stage, in one statement and in their order
 // (ascending ids). If any entry is invalid, nothing is inserted.
 //
-// Each call is a statement, that is a round trip: stage all the entries of
-// a transaction in one call, or use BeginFunc or QueueStage to send them
-// with other statements.
+// Each call is a statement: stage all the entries of a transaction in one
+// call. On a store.Pipe the statement is held back and travels with the
+// next one, the COMMIT at the latest (no round trip of its own); elsewhere
+// it is a round trip, unless BeginFunc or QueueStage send it with others.
 func StageBatch(ctx context.Context, q store.Querier, entries []Entry) error {
 	if len(entries) == 0 {
 		return nil
@@ -81,7 +82,7 @@ func StageBatch(ctx context.Context, q store.Querier, entries []Entry) error {
 		return err
 	}
 	sql, args := st.statement()
-	if _, err := q.Exec(ctx, sql, args...); err != nil {
+	if err := store.ExecLater(ctx, q, sql, args...); err != nil {
 		return fmt.Errorf("audit: stage %d entries: %w", len(entries), err)
 	}
 	return nil

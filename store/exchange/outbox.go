@@ -99,7 +99,8 @@ type Attempt struct {
 	NextAttemptAt time.Time
 }
 
-// RecordAttempts stores publish outcomes in one statement.
+// RecordAttempts stores publish outcomes in one statement. The write may be
+// held back (store.ExecLater).
 func RecordAttempts(ctx context.Context, tx store.Querier, now time.Time, as []Attempt) error {
 	if len(as) == 0 {
 		return nil
@@ -115,7 +116,7 @@ func RecordAttempts(ctx context.Context, tx store.Querier, now time.Time, as []A
 			errs[i] = a.Err.Error()
 		}
 	}
-	_, err := tx.Exec(ctx, `UPDATE outbox o SET
+	err := store.ExecLater(ctx, tx, `UPDATE outbox o SET
 			state = u.state,
 			next_attempt_at = u.next,
 			last_error = u.err,
