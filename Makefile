@@ -103,6 +103,9 @@ run-keys: build
 	else \
 		$(BIN) keys gen --dir $(KEYS_DIR) --node $(NODE) $(KEYS_GEN_FLAGS); \
 		echo "generated demo keys in $(KEYS_DIR) for node $(NODE)"; \
+		dropdb -h $(PGHOST) -U $(PGUSER) --if-exists --force $(DB_NAME); \
+		createdb -h $(PGHOST) -U $(PGUSER) $(DB_NAME); \
+		echo "recreated the demo database $(DB_NAME): its data keys and audit checkpoints belong to the keys they were made with"; \
 	fi
 
 # run starts the Ministry-bus simulator, the hub and a few demo filings
