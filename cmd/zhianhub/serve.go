@@ -140,6 +140,7 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *h
 	h.cancel = cancel
 	h.bus.start(rctx, &h.routesW)
 	h.routesW.Go(func() { h.archiveLoop(rctx) })
+	h.routesW.Go(func() { h.verifyLoop(rctx) })
 	if cfg.SecPlatform.Addr != "" {
 		f, err := newSecForwarder(cfg, h.pool, logger)
 		if err != nil {
@@ -263,6 +264,43 @@ func (h *hub) archiveLoop(ctx context.Context) {
 			}
 		default:
 			h.logger.Info("audit entries archived", "from", res.From, "to", res.To, "file", res.File, "manifest", res.Manifest)
+		}
+	}
+}
+
+// verifyLoop verifies the audit chain every audit.verify_interval. A break
+// is logged each time and audited once per first bad entry, as
+// security.chain_break: the security-protection platform hears of it (the
+// chain carries the event after its head; the break is before it).
+func (h *hub) verifyLoop(ctx context.Context) {
+	reported := map[audit.Problem]bool{}
+	t := time.NewTicker(h.cfg.Audit.VerifyInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rep, err := audit.Verify(ctx, h.pool, h.keys.SelfVerifier)
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				h.logger.Error("audit chain verification failed to run", "err", err)
+			}
+		case rep.OK:
+			h.logger.Info("audit chain verified", "entries", rep.Entries, "last_seq", rep.LastSeq)
+		default:
+			h.logger.Error("audit chain BROKEN", "seq", rep.FirstBad.Seq, "kind", rep.FirstBad.Kind, "detail", rep.FirstBad.Detail)
+			if reported[*rep.FirstBad] {
+				continue
+			}
+			if err := audit.StageChainBreak(ctx, h.pool, rep, audit.Entry{Actor: h.keys.Node()}); err != nil {
+				h.logger.Error("the chain break could not be audited", "err", err)
+				continue
+			}
+			reported[*rep.FirstBad] = true
+			h.audit.Notify()
 		}
 	}
 }

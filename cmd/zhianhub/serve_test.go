@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"zhianhub/store"
 	"zhianhub/store/storetest"
 )
@@ -147,5 +149,98 @@ func TestServeAndAuditVerify(t *testing.T) {
 	}
 	if !strings.Contains(reason, "BROKEN at seq 1 (modified)") {
 		t.Errorf("chain-break entry reason %q", reason)
+	}
+}
+
+// TestServeVerifiesTheChain runs the hub with a 1 s verification interval,
+// rewrites an audit row behind its back, and waits for the hub to audit the
+// break as security.chain_break (once, although it verifies again).
+func TestServeVerifiesTheChain(t *testing.T) {
+	dbURL := storetest.NewEmptyDatabase(t)
+	keys := filepath.Join(t.TempDir(), "keys")
+	if code, _, errs := runCLI(t, "", nil, "keys", "gen", "--dir", keys); code != 0 {
+		t.Fatal(errs)
+	}
+	addr := freeAddr(t)
+	env := map[string]string{
+		"ZHIANHUB_DATABASE_URL":          dbURL,
+		"ZHIANHUB_KEYS_DIR":              keys,
+		"ZHIANHUB_HTTP_ADDR":             addr,
+		"ZHIANHUB_AMQP_URL":              testAMQPURL,
+		"ZHIANHUB_MPS_EXCHANGE":          testBus(t, "310000000000"),
+		"ZHIANHUB_AUDIT_VERIFY_INTERVAL": "1s",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		e := &cliEnv{stdin: strings.NewReader(""), stdout: io.Discard, stderr: logs, getenv: func(k string) string { return env[k] }}
+		done <- run(ctx, e, []string{"serve"})
+	}()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hub not ready: %v\n%s", err, logs.String())
+		}
+	}
+	pool := storetest.OpenPool(t, dbURL, store.PoolConfig{})
+	bg := context.Background()
+	count := func() int {
+		var n int
+		if err := pool.QueryRow(bg, `SELECT count(*) FROM audit_entry WHERE action = 'security.chain_break'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// hub.start is entry 1: rewrite it.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var n int
+		if err := pool.QueryRow(bg, `SELECT count(*) FROM audit_entry`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no audit entry")
+		}
+	}
+	if count() != 0 {
+		t.Fatal("a chain break before any tampering")
+	}
+	err := pgx.BeginFunc(bg, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(bg, `SET LOCAL zhianhub.audit_archive = 'on'`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(bg, `UPDATE audit_entry SET result = 'error' WHERE seq = 1`)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); count() == 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the hub did not audit the break\n%s", logs.String())
+		}
+	}
+	time.Sleep(2500 * time.Millisecond) // two more verifications
+	if n := count(); n != 1 {
+		t.Fatalf("%d chain-break entries, want 1 (once per break)", n)
+	}
+	if !strings.Contains(logs.String(), `"msg":"audit chain BROKEN"`) {
+		t.Errorf("the break is not logged")
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(40 * time.Second):
+		t.Fatal("serve did not stop")
 	}
 }

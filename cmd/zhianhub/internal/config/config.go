@@ -48,14 +48,17 @@ const (
 	// seed's requirement) before they are archived and deleted.
 	DefaultAuditRetention  = 3 * 365 * 24 * time.Hour
 	DefaultAuditArchiveDir = "./var/archive/audit"
-	DefaultResendInitial   = time.Minute
-	DefaultResendMax       = 30 * time.Minute
-	DefaultResendGiveUp    = 24 * time.Hour
-	DefaultGapTimeout      = 10 * time.Minute
-	DefaultMPSExchange     = "mps.bus"
-	DefaultOIDCUserClaim   = "sub"
-	DefaultOIDCUnitClaim   = "unit"
-	DefaultOIDCRolesClaim  = "roles"
+	// DefaultAuditVerifyInterval is how often the hub verifies its audit
+	// chain (a broken chain is a security event).
+	DefaultAuditVerifyInterval = time.Hour
+	DefaultResendInitial       = time.Minute
+	DefaultResendMax           = 30 * time.Minute
+	DefaultResendGiveUp        = 24 * time.Hour
+	DefaultGapTimeout          = 10 * time.Minute
+	DefaultMPSExchange         = "mps.bus"
+	DefaultOIDCUserClaim       = "sub"
+	DefaultOIDCUnitClaim       = "unit"
+	DefaultOIDCRolesClaim      = "roles"
 )
 
 // Config is the whole configuration of the hub.
@@ -191,6 +194,9 @@ type AuditConfig struct {
 	// archived to ArchiveDir (signed manifest), then deleted.
 	Retention  time.Duration
 	ArchiveDir string
+	// VerifyInterval is how often the hub verifies the chain; a break is
+	// audited as security.chain_break (and so forwarded).
+	VerifyInterval time.Duration
 }
 
 // ExchangeConfig times the bus exchange (mps-bus.md, "Delivery rules"). The
@@ -222,7 +228,7 @@ func Default() Config {
 		HTTP:        HTTPConfig{Addr: DefaultHTTPAddr},
 		Log:         LogConfig{Level: DefaultLogLevel},
 		Shutdown:    ShutdownConfig{Timeout: DefaultShutdownTimeout},
-		Audit:       AuditConfig{CheckpointInterval: DefaultCheckpointInterval, Retention: DefaultAuditRetention, ArchiveDir: DefaultAuditArchiveDir},
+		Audit:       AuditConfig{CheckpointInterval: DefaultCheckpointInterval, Retention: DefaultAuditRetention, ArchiveDir: DefaultAuditArchiveDir, VerifyInterval: DefaultAuditVerifyInterval},
 		Exchange: ExchangeConfig{
 			ResendInitial: DefaultResendInitial, ResendMax: DefaultResendMax,
 			ResendGiveUp: DefaultResendGiveUp, GapTimeout: DefaultGapTimeout,
@@ -276,6 +282,7 @@ type fileConfig struct {
 		CheckpointInterval *string `yaml:"checkpoint_interval"`
 		Retention          *string `yaml:"retention"`
 		ArchiveDir         *string `yaml:"archive_dir"`
+		VerifyInterval     *string `yaml:"verify_interval"`
 	} `yaml:"audit"`
 	Exchange struct {
 		ResendInitial *string `yaml:"resend_initial"`
@@ -389,6 +396,9 @@ func fields() []field {
 		{"audit.archive_dir", "ZHIANHUB_AUDIT_ARCHIVE_DIR",
 			func(f *fileConfig) *string { return f.Audit.ArchiveDir },
 			setString(func(c *Config) *string { return &c.Audit.ArchiveDir })},
+		{"audit.verify_interval", "ZHIANHUB_AUDIT_VERIFY_INTERVAL",
+			func(f *fileConfig) *string { return f.Audit.VerifyInterval },
+			setDuration(func(c *Config) *time.Duration { return &c.Audit.VerifyInterval })},
 		{"exchange.resend_initial", "ZHIANHUB_RESEND_INITIAL",
 			func(f *fileConfig) *string { return f.Exchange.ResendInitial },
 			setDuration(func(c *Config) *time.Duration { return &c.Exchange.ResendInitial })},
@@ -673,6 +683,9 @@ func (c Config) Validate() error {
 	if strings.TrimSpace(c.Audit.ArchiveDir) == "" {
 		add("audit.archive_dir", errors.New("must not be empty"))
 	}
+	if c.Audit.VerifyInterval < time.Second {
+		add("audit.verify_interval", fmt.Errorf("must be at least 1s, not %s", c.Audit.VerifyInterval))
+	}
 	if c.Audit.CheckpointInterval <= 0 {
 		add("audit.checkpoint_interval", fmt.Errorf("must be positive, not %s", c.Audit.CheckpointInterval))
 	}
@@ -851,6 +864,7 @@ func (c Config) redactedPairs() [][2]string {
 		{"audit.checkpoint_interval", c.Audit.CheckpointInterval.String()},
 		{"audit.retention", c.Audit.Retention.String()},
 		{"audit.archive_dir", c.Audit.ArchiveDir},
+		{"audit.verify_interval", c.Audit.VerifyInterval.String()},
 		{"security_platform.addr", c.SecPlatform.Addr},
 		{"security_platform.tls", strconv.FormatBool(c.SecPlatform.TLS)},
 		{"security_platform.ca_file", c.SecPlatform.CAFile},
