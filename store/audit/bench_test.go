@@ -181,7 +181,7 @@ func runJournal(b *testing.B, pool *pgxpool.Pool, j *journal.Journal, w *audit.W
 			}
 		}
 	})
-	if mode == auditStaged || mode == auditStagedPipelined {
+	if mode == auditStaged || mode == auditStagedPipelined || mode == auditStagedPipe {
 		// Every journal transaction has committed: wait until the chainer
 		// has chained all their entries.
 		if _, err := w.ChainPending(ctx); err != nil {
