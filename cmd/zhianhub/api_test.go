@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -84,27 +83,9 @@ func TestFileCLIAndAPI(t *testing.T) {
 		"ZHIANHUB_MPS_EXCHANGE": exchange,
 		"USER":                  "zhang.operator",
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	logs := &syncBuffer{}
-	done := make(chan int, 1)
-	go func() {
-		e := &cliEnv{stdin: strings.NewReader(""), stdout: io.Discard, stderr: logs, getenv: func(k string) string { return env[k] }}
-		done <- run(ctx, e, []string{"serve"})
-	}()
-	base := "http://" + addr
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("hub not ready: %v\n%s", err, logs.String())
-		}
-	}
+	ctx := context.Background()
+	hub := startServe(t, env)
+	base, logs := hub.Base, hub.Logs
 	receive := func() *envelope.Message {
 		t.Helper()
 		select {
@@ -308,14 +289,8 @@ func TestFileCLIAndAPI(t *testing.T) {
 		t.Errorf("missing file: exit %d", code)
 	}
 
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("serve exit %d\n%s", code, logs.String())
-		}
-	case <-time.After(40 * time.Second):
-		t.Fatal("serve did not stop")
+	if code := hub.Stop(t); code != 0 {
+		t.Fatalf("serve exit %d\n%s", code, logs.String())
 	}
 	code, out, errs = runCLI(t, "", map[string]string{"ZHIANHUB_DATABASE_URL": dbURL, "ZHIANHUB_KEYS_DIR": keys}, "audit", "verify")
 	if code != 0 || !strings.Contains(out, "audit chain OK") {

@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -61,34 +59,8 @@ func TestServeIngress(t *testing.T) {
 		"ZHIANHUB_AMQP_URL":     testAMQPURL,
 		"ZHIANHUB_MPS_EXCHANGE": testBus(t, "310000000000"),
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
-	done := make(chan int, 1)
-	go func() {
-		e := &cliEnv{stdin: strings.NewReader(""), stdout: io.Discard, stderr: logs, getenv: func(k string) string { return env[k] }}
-		done <- run(ctx, e, []string{"serve"})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(40 * time.Second):
-			t.Error("serve did not stop")
-		}
-	})
-	base := "http://" + addr
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("hub not ready: %v\n%s", err, logs.String())
-		}
-	}
+	hub := startServe(t, env)
+	base, logs := hub.Base, hub.Logs
 
 	reg, err := events.NewRegistry()
 	if err != nil {

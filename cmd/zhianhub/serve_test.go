@@ -62,35 +62,18 @@ func TestServeAndAuditVerify(t *testing.T) {
 		"ZHIANHUB_AMQP_URL":     testAMQPURL,
 		"ZHIANHUB_MPS_EXCHANGE": testBus(t, "310000000000"),
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
-	done := make(chan int, 1)
-	go func() {
-		e := &cliEnv{stdin: strings.NewReader(""), stdout: io.Discard, stderr: logs, getenv: func(k string) string { return env[k] }}
-		done <- run(ctx, e, []string{"serve"})
-	}()
-	base := "http://" + addr
-	var ready map[string]any
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			json.NewDecoder(resp.Body).Decode(&ready)
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("hub not ready: %v %v\n%s", err, ready, logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
+	hub := startServe(t, env)
+	resp, err := http.Get(hub.Base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
 	}
+	var ready map[string]any
+	json.NewDecoder(resp.Body).Decode(&ready)
+	resp.Body.Close()
 	if r := fmt.Sprint(ready); !strings.Contains(r, "postgresql") || !strings.Contains(r, "rabbitmq") || !strings.Contains(r, "mps-bus") {
 		t.Errorf("readyz body %v lacks the checks", ready)
 	}
-	resp, err := http.Get(base + "/metrics")
+	resp, err = http.Get(hub.Base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,17 +82,11 @@ func TestServeAndAuditVerify(t *testing.T) {
 	if !bytes.Contains(body, []byte("go_goroutines")) || !bytes.Contains(body, []byte("zhianhub_http_requests_total")) {
 		t.Errorf("metrics lack go and http series")
 	}
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("serve exit %d\n%s", code, logs.String())
-		}
-	case <-time.After(40 * time.Second):
-		t.Fatal("serve did not stop")
+	if code := hub.Stop(t); code != 0 {
+		t.Fatalf("serve exit %d\n%s", code, hub.Logs.String())
 	}
 	for _, want := range []string{`"msg":"zhianhub ready"`, `"msg":"zhianhub stopped"`} {
-		if !strings.Contains(logs.String(), want) {
+		if !strings.Contains(hub.Logs.String(), want) {
 			t.Errorf("log lacks %s", want)
 		}
 	}
@@ -170,26 +147,7 @@ func TestServeVerifiesTheChain(t *testing.T) {
 		"ZHIANHUB_MPS_EXCHANGE":          testBus(t, "310000000000"),
 		"ZHIANHUB_AUDIT_VERIFY_INTERVAL": "1s",
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	logs := &syncBuffer{}
-	done := make(chan int, 1)
-	go func() {
-		e := &cliEnv{stdin: strings.NewReader(""), stdout: io.Discard, stderr: logs, getenv: func(k string) string { return env[k] }}
-		done <- run(ctx, e, []string{"serve"})
-	}()
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("hub not ready: %v\n%s", err, logs.String())
-		}
-	}
+	hub := startServe(t, env)
 	pool := storetest.OpenPool(t, dbURL, store.PoolConfig{})
 	bg := context.Background()
 	count := func() int {
@@ -227,20 +185,14 @@ func TestServeVerifiesTheChain(t *testing.T) {
 	}
 	for deadline := time.Now().Add(20 * time.Second); count() == 0; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the hub did not audit the break\n%s", logs.String())
+			t.Fatalf("the hub did not audit the break\n%s", hub.Logs.String())
 		}
 	}
 	time.Sleep(2500 * time.Millisecond) // two more verifications
 	if n := count(); n != 1 {
 		t.Fatalf("%d chain-break entries, want 1 (once per break)", n)
 	}
-	if !strings.Contains(logs.String(), `"msg":"audit chain BROKEN"`) {
+	if !strings.Contains(hub.Logs.String(), `"msg":"audit chain BROKEN"`) {
 		t.Errorf("the break is not logged")
-	}
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(40 * time.Second):
-		t.Fatal("serve did not stop")
 	}
 }
