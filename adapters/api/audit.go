@@ -136,10 +136,8 @@ func (s *server) listAudit(w http.ResponseWriter, r *http.Request) error {
 	if f.Limit, err = limitParam(q); err != nil {
 		return err
 	}
-	if v, ok := q["after"]; ok {
-		if f.After, err = strconv.ParseInt(v, 10, 64); err != nil || f.After < 0 {
-			return badRequest("after：须为非负整数")
-		}
+	if f.After, err = afterParam(q); err != nil {
+		return err
 	}
 	recs, err := audit.List(r.Context(), s.cfg.Pool, f)
 	if err != nil {

@@ -74,6 +74,20 @@ func limitParam(q map[string]string) (int, error) {
 	return n, nil
 }
 
+// afterParam parses the keyset cursor "after" of a list paged by a
+// sequence number: a non-negative integer, default 0.
+func afterParam(q map[string]string) (int64, error) {
+	v, ok := q["after"]
+	if !ok {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, badRequest("after：须为非负整数")
+	}
+	return n, nil
+}
+
 // boolParam parses name: "true" or "false", default false.
 func boolParam(q map[string]string, name string) (bool, error) {
 	switch q[name] {

@@ -1,7 +1,6 @@
 package exchange
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -109,14 +108,7 @@ func ClaimAll(ctx context.Context, tx store.Querier, reqs []ClaimRequest) ([]Cla
 			continue
 		}
 		found++
-		switch {
-		case bytes.Equal(stored, reqs[i].RawSM3):
-			out[i] = ClaimResult{ClaimRedelivered, e}
-		case state == "held":
-			out[i] = ClaimResult{ClaimPending, e}
-		default:
-			out[i] = ClaimResult{ClaimDuplicate, e}
-		}
+		out[i] = ClaimResult{claimOf(state, stored, reqs[i].RawSM3), e}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("exchange: claim known messages: %w", err)

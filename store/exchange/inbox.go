@@ -67,13 +67,19 @@ func ClaimInbound(ctx context.Context, tx store.Querier, sender, id string, rawS
 	if err != nil {
 		return 0, InboxEntry{}, fmt.Errorf("exchange: claim %s/%s: %w", sender, id, err)
 	}
+	return claimOf(state, stored, rawSM3), e, nil
+}
+
+// claimOf tells what a known (sender, id) is, from its inbox row (state and
+// SM3 of its bytes) and the SM3 of the copy at hand.
+func claimOf(state string, stored, rawSM3 []byte) Claim {
 	switch {
 	case bytes.Equal(stored, rawSM3):
-		return ClaimRedelivered, e, nil
+		return ClaimRedelivered
 	case state == "held":
-		return ClaimPending, e, nil
+		return ClaimPending
 	default:
-		return ClaimDuplicate, e, nil
+		return ClaimDuplicate
 	}
 }
 

@@ -170,14 +170,8 @@ func (j *Journal) Record(ctx context.Context, q store.Querier, m Message) (dupli
 }
 
 func record(ctx context.Context, q store.Querier, m Message) (duplicate bool, err error) {
-	if m.ID == uuid.Nil {
-		return false, fmt.Errorf("%w: nil message id", ErrInvalid)
-	}
-	if !m.Direction.Valid() {
-		return false, fmt.Errorf("%w: direction %q", ErrInvalid, m.Direction)
-	}
-	if !m.State.Valid() {
-		return false, fmt.Errorf("%w: state %q", ErrInvalid, m.State)
+	if err := checkMessage(m); err != nil {
+		return false, err
 	}
 	raw := m.Raw
 	if raw == nil {
@@ -217,11 +211,8 @@ SELECT id, direction, $3, updated_at, $4, $5 FROM upd`
 // The journal does not police the order of states: that is the caller's
 // state machine.
 func (j *Journal) Transition(ctx context.Context, q store.Querier, id uuid.UUID, direction Direction, state State, code, reason string) error {
-	if !direction.Valid() {
-		return fmt.Errorf("%w: direction %q", ErrInvalid, direction)
-	}
-	if !state.Valid() {
-		return fmt.Errorf("%w: state %q", ErrInvalid, state)
+	if err := checkTransition(direction, state); err != nil {
+		return err
 	}
 	tag, err := q.Exec(ctx, transitionSQL, id, string(direction), string(state), text(code), text(reason))
 	if err != nil {
@@ -229,6 +220,25 @@ func (j *Journal) Transition(ctx context.Context, q store.Querier, id uuid.UUID,
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("%w: %s %s", ErrNotFound, direction, id)
+	}
+	return nil
+}
+
+// checkMessage refuses a message Record cannot journal.
+func checkMessage(m Message) error {
+	if m.ID == uuid.Nil {
+		return fmt.Errorf("%w: nil message id", ErrInvalid)
+	}
+	return checkTransition(m.Direction, m.State)
+}
+
+// checkTransition refuses a direction or state the journal does not know.
+func checkTransition(direction Direction, state State) error {
+	if !direction.Valid() {
+		return fmt.Errorf("%w: direction %q", ErrInvalid, direction)
+	}
+	if !state.Valid() {
+		return fmt.Errorf("%w: state %q", ErrInvalid, state)
 	}
 	return nil
 }

@@ -70,14 +70,8 @@ func (p *Pending) Len() int { return len(p.entries) }
 // the stored message keeps its state and gets a StateReceivedAgain event
 // (with m.Raw when it differs from the stored bytes).
 func (p *Pending) Record(m Message) error {
-	if m.ID == uuid.Nil {
-		return fmt.Errorf("%w: nil message id", ErrInvalid)
-	}
-	if !m.Direction.Valid() {
-		return fmt.Errorf("%w: direction %q", ErrInvalid, m.Direction)
-	}
-	if !m.State.Valid() {
-		return fmt.Errorf("%w: state %q", ErrInvalid, m.State)
+	if err := checkMessage(m); err != nil {
+		return err
 	}
 	if m.Raw == nil {
 		m.Raw = []byte{}
@@ -108,11 +102,8 @@ func (p *Pending) Record(m Message) error {
 // Transition moves (id, direction) to state, as Journal.Transition does; the
 // message is recorded earlier in p or journaled already.
 func (p *Pending) Transition(id uuid.UUID, direction Direction, state State, code, reason string) error {
-	if !direction.Valid() {
-		return fmt.Errorf("%w: direction %q", ErrInvalid, direction)
-	}
-	if !state.Valid() {
-		return fmt.Errorf("%w: state %q", ErrInvalid, state)
+	if err := checkTransition(direction, state); err != nil {
+		return err
 	}
 	at := p.now()
 	k := pendingKey{id, direction}
