@@ -204,15 +204,23 @@ func (t *xlsxTable) start() error {
 	return t.sw.SetRow("A1", cells)
 }
 
-func (t *xlsxTable) Row(cells ...any) error {
-	if t.done {
+// checkRow refuses a row written after WriteTo, one with more cells than
+// the table has columns, and one past MaxRows (the checks of both formats).
+func checkRow(done bool, cells, columns, rows int) error {
+	switch {
+	case done:
 		return errors.New("sheet: row after WriteTo")
-	}
-	if len(cells) > len(t.cfg.Columns) {
-		return fmt.Errorf("sheet: %d cells for %d columns", len(cells), len(t.cfg.Columns))
-	}
-	if t.rows >= MaxRows {
+	case cells > columns:
+		return fmt.Errorf("sheet: %d cells for %d columns", cells, columns)
+	case rows >= MaxRows:
 		return ErrTooManyRows
+	}
+	return nil
+}
+
+func (t *xlsxTable) Row(cells ...any) error {
+	if err := checkRow(t.done, len(cells), len(t.cfg.Columns), t.rows); err != nil {
+		return err
 	}
 	clear(t.buf)
 	for i, v := range cells {
@@ -296,14 +304,8 @@ func newCSV(cfg Config) (*csvTable, error) {
 }
 
 func (t *csvTable) Row(cells ...any) error {
-	if t.done {
-		return errors.New("sheet: row after WriteTo")
-	}
-	if len(cells) > len(t.cfg.Columns) {
-		return fmt.Errorf("sheet: %d cells for %d columns", len(cells), len(t.cfg.Columns))
-	}
-	if t.rows >= MaxRows {
-		return ErrTooManyRows
+	if err := checkRow(t.done, len(cells), len(t.cfg.Columns), t.rows); err != nil {
+		return err
 	}
 	clear(t.rec)
 	for i, v := range cells {
