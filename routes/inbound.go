@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"zhianhub/contracts"
 	"zhianhub/crypto"
 	"zhianhub/envelope"
 	"zhianhub/store"
@@ -271,9 +272,16 @@ func (in *Inbound) open(it *item) {
 	if err != nil {
 		it.code, it.reason = string(envelope.CodeOf(err)), reasonOf(err)
 	}
-	if it.msg.Kind != "receipt" {
-		it.personNo, it.seq, it.ordered = ordering(it.payload)
+	if it.msg.Kind == "receipt" {
+		return
 	}
+	if o, ok := it.typed.(contracts.Ordered); ok && err == nil {
+		// Validated: the typed payload holds the ordering header already.
+		h := o.Ordering()
+		it.personNo, it.seq, it.ordered = h.PersonNo, h.Seq, true
+		return
+	}
+	it.personNo, it.seq, it.ordered = ordering(it.payload)
 }
 
 // shardOf keeps every message of one (sender, personNo) on one shard, and
