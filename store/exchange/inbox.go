@@ -88,17 +88,7 @@ func claimOf(state string, stored, rawSM3 []byte) Claim {
 // resend: E112-E114, E140, E199) removes the row so that a resend is
 // processed afresh. The write may be held back (store.ExecLater).
 func FinishInbound(ctx context.Context, tx store.Querier, sender, id, code, reason string) error {
-	var err error
-	if FinalCode(code) {
-		err = store.ExecLater(ctx, tx, `UPDATE inbox SET state = 'done', code = $3, reason = $4, done_at = clock_timestamp()
-			WHERE sender = $1 AND id = $2`, sender, id, code, reason)
-	} else {
-		err = store.ExecLater(ctx, tx, `DELETE FROM inbox WHERE sender = $1 AND id = $2`, sender, id)
-	}
-	if err != nil {
-		return fmt.Errorf("exchange: finish %s/%s: %w", sender, id, err)
-	}
-	return nil
+	return FinishAll(ctx, tx, []Finish{{Sender: sender, ID: id, Code: code, Reason: reason}})
 }
 
 // FinalCode reports whether an outcome is final for its id: the same
@@ -132,10 +122,7 @@ func NextSeq(ctx context.Context, tx store.Querier, sender, personNo string) (ne
 // SetNextSeq stores the next expected seq of (sender, personNo). The write
 // may be held back (store.ExecLater).
 func SetNextSeq(ctx context.Context, tx store.Querier, sender, personNo string, next int64) error {
-	if err := store.ExecLater(ctx, tx, `UPDATE sequence_in SET next_seq = $3 WHERE sender = $1 AND person_no = $2`, sender, personNo, next); err != nil {
-		return fmt.Errorf("exchange: sequence %s/%s: %w", sender, personNo, err)
-	}
-	return nil
+	return SetNextSeqs(ctx, tx, map[Key]int64{{Sender: sender, PersonNo: personNo}: next})
 }
 
 // Held is a message waiting for a gap before it to fill.

@@ -51,13 +51,7 @@ type Out struct {
 // Enqueue adds m to the outbox, due now. The write may be held back
 // (store.ExecLater).
 func Enqueue(ctx context.Context, tx store.Querier, m Out) error {
-	err := store.ExecLater(ctx, tx, `INSERT INTO outbox (id, kind, exchange, routing_key, to_node, corr, payload, person_no, seq, needs_receipt, state, actor)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11)`,
-		m.ID, m.Kind, m.Exchange, m.RoutingKey, m.ToNode, m.Corr, m.Payload, m.PersonNo, m.Seq, m.NeedsReceipt, m.Actor)
-	if err != nil {
-		return fmt.Errorf("exchange: enqueue %s %s: %w", m.Kind, m.ID, err)
-	}
-	return nil
+	return EnqueueAll(ctx, tx, []Out{m})
 }
 
 const outColumns = `id::text, kind, exchange, routing_key, to_node, corr, payload, person_no, seq, needs_receipt, actor,
