@@ -34,6 +34,7 @@ import (
 	"zhianhub/store/audit"
 	"zhianhub/store/deadletter"
 	"zhianhub/store/journal"
+	"zhianhub/store/logs"
 	"zhianhub/store/registry"
 	"zhianhub/store/storetest"
 	"zhianhub/transforms"
@@ -58,6 +59,7 @@ type harness struct {
 	opener   *envelope.Opener // the Ministry's
 	registry *registry.Registry
 	audit    *audit.Writer
+	oplog    *logs.Writer
 	ch       *amqp.Channel
 	toMin    <-chan amqp.Delivery
 	held     []fromHub // read from toMin, not yet collected
@@ -163,13 +165,16 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 
 	server, err := httpapi.New(httpapi.Config{Addr: "127.0.0.1:0", Logger: logger})
 	must(t, err)
+	h.oplog, err = logs.NewWriter(logs.Config{FlushInterval: 20 * time.Millisecond})
+	must(t, err)
+	h.oplog.Start(h.pool)
 	var authn auth.Authenticator
 	if o.authn != nil {
 		authn = o.authn(h)
 	}
 	must(t, api.Mount(server.Router(), api.Config{Pool: h.pool, Registry: h.registry, Filing: filing, Audit: h.audit,
 		Journal: jr, DevIdentity: !o.noDevIdentity, Logger: logger, Authenticator: authn, MaxExportRows: o.maxExportRows,
-		AuditKeys: hubKeys.SelfVerifier}))
+		AuditKeys: hubKeys.SelfVerifier, OperationLog: h.oplog}))
 	h.srv = httptest.NewUnstartedServer(server.Handler())
 	if o.tls != nil {
 		h.srv.TLS = o.tls
@@ -195,6 +200,9 @@ func (h *harness) stop() {
 		h.cancel()
 		h.wg.Wait()
 		h.cancel = nil
+	}
+	if h.oplog != nil {
+		h.oplog.Close(context.Background())
 	}
 	if h.audit != nil {
 		h.audit.Close(context.Background())

@@ -265,8 +265,10 @@ func TestOpenAPIDocument(t *testing.T) {
 			t.Errorf("openapi.json documents %s, which is not served", s)
 		}
 	}
-	if len(served) != 26 {
-		t.Errorf("%d routes served, want 26: %v", len(served), served)
+	// At least the routes of this writing (more are added as features land;
+	// the two lists above must still agree).
+	if len(served) < 28 {
+		t.Errorf("%d routes served, want at least 28: %v", len(served), served)
 	}
 
 	// Every $ref resolves.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -114,6 +115,22 @@ func (t *UnitTree) InScope(userUnit, recordUnit string) bool {
 		}
 	}
 	return false
+}
+
+// Subtree returns code and every unit below it, sorted; nil when code is
+// not in the tree.
+func (t *UnitTree) Subtree(code string) []string {
+	if !t.Contains(code) {
+		return nil
+	}
+	var out []string
+	for u := range t.parent {
+		if t.InScope(code, u) {
+			out = append(out, u)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // demoUnits is deploy/units.example.yaml (a test keeps them equal).
