@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -114,6 +115,26 @@ func (t *UnitTree) InScope(userUnit, recordUnit string) bool {
 		}
 	}
 	return false
+}
+
+// Parent returns the unit above code ("" for a root or an unknown unit).
+func (t *UnitTree) Parent(code string) string { return t.parent[code] }
+
+// Subtree returns code and every unit below it: the units whose records a
+// user of unit code sees (InScope). A unit not in the tree gives itself
+// only; "" gives nothing.
+func (t *UnitTree) Subtree(code string) []string {
+	if code == "" {
+		return nil
+	}
+	out := []string{code}
+	for u := range t.parent {
+		if u != code && t.InScope(code, u) {
+			out = append(out, u)
+		}
+	}
+	slices.Sort(out[1:])
+	return out
 }
 
 // demoUnits is deploy/units.example.yaml (a test keeps them equal).
