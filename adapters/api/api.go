@@ -101,7 +101,9 @@ import (
 	"zhianhub/routes"
 	"zhianhub/store/audit"
 	"zhianhub/store/journal"
+	"zhianhub/store/lead"
 	"zhianhub/store/registry"
+	"zhianhub/store/warning"
 )
 
 // Prefix is where Mount puts the API.
@@ -146,6 +148,10 @@ type Config struct {
 	// MaxExportRows is the most rows of one export (GET /audit/export,
 	// /tasks/export); more is refused, 400. Default DefaultMaxExportRows.
 	MaxExportRows int
+	// Warnings and Leads are the portal's warnings and leads. Default:
+	// built on Pool and Units, without city feedback.
+	Warnings *warning.Service
+	Leads    *lead.Service
 }
 
 func (c *Config) setDefaults() {
@@ -171,6 +177,7 @@ func (c *Config) setDefaults() {
 	if c.MaxExportRows == 0 {
 		c.MaxExportRows = DefaultMaxExportRows
 	}
+	c.portalDefaults()
 }
 
 // Validate reports whether the configuration can be used (after defaults).
@@ -183,7 +190,7 @@ func (c Config) Validate() error {
 		{"Pool", c.Pool == nil}, {"Registry", c.Registry == nil}, {"Filing", c.Filing == nil},
 		{"Audit", c.Audit == nil}, {"Journal", c.Journal == nil}, {"Logger", c.Logger == nil},
 		{"Authenticator", c.Authenticator == nil}, {"Now", c.Now == nil}, {"Access", c.Access == nil}, {"Units", c.Units == nil},
-		{"AuditKeys", c.AuditKeys == nil},
+		{"AuditKeys", c.AuditKeys == nil}, {"Warnings", c.Warnings == nil}, {"Leads", c.Leads == nil},
 	} {
 		if f.missing {
 			errs = append(errs, fmt.Errorf("%s is required", f.name))
@@ -262,6 +269,16 @@ func Mount(r chi.Router, cfg Config) error {
 		r.With(can(auth.PermAuditRead)).Get("/audit", s.handle(s.listAudit))
 		r.With(can(auth.PermAuditRead)).Get("/audit/export", s.handle(s.exportAudit))
 		r.With(can(auth.PermAuditRead)).Get("/audit/verify", s.handle(s.verifyAudit))
+
+		r.With(can(auth.PermWarningRead)).Get("/warnings", s.handle(s.listWarnings))
+		r.With(can(auth.PermWarningRead)).Get("/warnings/export", s.handle(s.exportWarnings))
+		r.With(can(auth.PermWarningRead)).Get("/warnings/{warningId}", s.handle(s.getWarning))
+		for _, a := range []string{warning.ActSign, warning.ActStart, warning.ActFinish, warning.ActTransfer} {
+			r.With(can(auth.PermWarningHandle)).Post("/warnings/{warningId}/"+a, s.handle(s.stepWarning(a)))
+		}
+		r.With(can(auth.PermLeadRead)).Get("/leads", s.handle(s.listLeads))
+		r.With(can(auth.PermLeadRegister)).Post("/leads", s.handle(s.registerLead))
+		r.With(can(auth.PermLeadRead)).Get("/leads/{leadId}", s.handle(s.getLead))
 	})
 	return nil
 }

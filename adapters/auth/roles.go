@@ -48,17 +48,24 @@ const (
 	PermBindingManage Permission = "binding.manage" // certificate bindings
 	PermRoleGrant     Permission = "role.grant"     // grant and revoke business roles
 	PermAuditRead     Permission = "audit.read"     // read the audit log
+	// Portal: warnings and leads (bounded by the unit tree).
+	PermWarningRead   Permission = "warning.read"   // warnings of the unit's subtree, their export
+	PermWarningHandle Permission = "warning.handle" // sign, start, finish, transfer a warning
+	PermLeadRead      Permission = "lead.read"      // leads of the unit's subtree
+	PermLeadRegister  Permission = "lead.register"  // register a lead
 )
 
 // RolePermissions is the permission table: role → permissions.
 //
 //	officer   person.read filing.submit filing.read task.read
+//	          warning.read warning.handle lead.read lead.register
 //	unmask    person.unmask
 //	sysadmin  account.manage
 //	secadmin  binding.manage role.grant
 //	auditor   audit.read
 var RolePermissions = map[string][]Permission{
-	RoleOfficer:  {PermPersonRead, PermFilingSubmit, PermFilingRead, PermTaskRead},
+	RoleOfficer: {PermPersonRead, PermFilingSubmit, PermFilingRead, PermTaskRead,
+		PermWarningRead, PermWarningHandle, PermLeadRead, PermLeadRegister},
 	RoleUnmask:   {PermPersonUnmask},
 	RoleSysAdmin: {PermAccountManage},
 	RoleSecAdmin: {PermBindingManage, PermRoleGrant},
