@@ -231,3 +231,57 @@ func TestWarningExport(t *testing.T) {
 		t.Errorf("export audit %+v", a)
 	}
 }
+
+// TestLeadsAPI: registration (numbered, merged with an earlier lead of the
+// same content, audited), the scope of reads and registrations, refusals.
+func TestLeadsAPI(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	body := map[string]string{"source": "hotline", "category": "0105", "content": "群众反映某小区夜间有可疑人员聚集（测试数据）", "officer": "1023456"}
+	r := h.call(officer, http.MethodPost, "/api/v1/leads", body)
+	if r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.body)
+	}
+	first := r.json(t)
+	id := first["leadId"].(string)
+	if !regexp.MustCompile(`^310104\d{8}9\d{5}$`).MatchString(id) || first["unit"] != "310104000000" || first["mergedInto"] != nil ||
+		r.header.Get("Location") != "/api/v1/leads/"+id {
+		t.Fatalf("first lead %s (Location %s)", r.body, r.header.Get("Location"))
+	}
+	dupBody := map[string]string{"source": "patrol", "category": "0105", "content": "群众反映某小区夜间有可疑人员聚集（测试数据）　\n", "officer": "1023457"}
+	r = h.call(stationOfficer, http.MethodPost, "/api/v1/leads", dupBody)
+	if dup := r.json(t); r.status != http.StatusCreated || dup["mergedInto"] != id || dup["unit"] != "310104010000" {
+		t.Fatalf("duplicate: %d %s", r.status, r.body)
+	}
+	r = h.call(officer, http.MethodGet, "/api/v1/leads/"+id, nil)
+	dups, _ := r.json(t)["duplicates"].([]any)
+	if r.status != http.StatusOK || len(dups) != 1 || dups[0].(map[string]any)["officer"] != "1023457" {
+		t.Fatalf("primary with duplicates: %d %s", r.status, r.body)
+	}
+	expectError(t, h.call(pudongOfficer, http.MethodGet, "/api/v1/leads/"+id, nil), 404, "E131", id)
+	r = h.call(officer, http.MethodGet, "/api/v1/leads?primary=true", nil)
+	if leads := r.json(t)["leads"].([]any); r.status != 200 || len(leads) != 1 {
+		t.Errorf("primaries: %s", r.body)
+	}
+	r = h.call(officer, http.MethodGet, "/api/v1/leads", nil)
+	if leads := r.json(t)["leads"].([]any); r.status != 200 || len(leads) != 2 {
+		t.Errorf("all: %s", r.body)
+	}
+	if leads := h.call(pudongOfficer, http.MethodGet, "/api/v1/leads", nil).json(t)["leads"].([]any); len(leads) != 0 {
+		t.Errorf("浦东分局 sees %d leads of 徐汇", len(leads))
+	}
+
+	// Refusals.
+	outOfScope := map[string]string{"source": "hotline", "category": "0105", "content": "x", "officer": "1023456", "unit": "310115000000"}
+	expectError(t, h.call(officer, http.MethodPost, "/api/v1/leads", outOfScope), 403, "E403", "管辖范围")
+	expectError(t, h.call(officer, http.MethodPost, "/api/v1/leads", map[string]string{"source": "rumour", "category": "0105", "content": "x", "officer": "1023456"}), 422, "E120", "source")
+	expectError(t, h.call(officer, http.MethodPost, "/api/v1/leads", map[string]string{"source": "hotline", "category": "0105", "content": "x"}), 422, "E120", "officer")
+	expectError(t, h.call(officer, http.MethodPost, "/api/v1/leads", map[string]any{"source": "hotline", "name": "张三"}), 400, "E100", "name")
+	expectError(t, h.call(officer, http.MethodGet, "/api/v1/leads?category=1", nil), 400, "E100", "category")
+	for _, c := range []struct{ method, path string }{{"GET", "/api/v1/leads"}, {"POST", "/api/v1/leads"}, {"GET", "/api/v1/leads/" + id}} {
+		expectError(t, h.call(noWarnings, c.method, c.path, body), 403, "E403", "lead.")
+	}
+	waitFor(t, "registrations audited", func() bool { return len(h.audits("lead.register")) == 2 })
+	if a := h.audits("lead.register")[1]; a.Actor != stationOfficer.id || a.Detail["mergedInto"] != id {
+		t.Errorf("audit %+v", a)
+	}
+}
