@@ -1,7 +1,7 @@
 // Package api is the hub's HTTP API under /api/v1: filing key-person
 // records up to the Ministry (备案), reading the records the hub holds with
 // their history, controls and verification tasks, signing tasks, and
-// following filings that await a receipt. The OpenAPI 3.0 document of every
+// following filings that await a receipt; the portal's warnings and leads. The OpenAPI 3.0 document of every
 // endpoint is served at /api/v1/openapi.json, the AsyncAPI 3.0 document of
 // the internal events (generated from contracts/events) at
 // /api/v1/asyncapi.json; both to any identified caller.
@@ -78,6 +78,20 @@
 //   - A filing committed to the outbox whose audit then failed is answered
 //     202 (it will be published; answering 500 would invite a second
 //     filing) and logged as an error.
+//   - Warnings (信息预警, package store/warning) and leads (信息线索,
+//     package store/lead) are bounded by the unit tree: a caller sees the
+//     warnings one of whose responsible units (now, or before a transfer)
+//     is in their subtree, and the leads registered by units of their
+//     subtree; others are 404 E131 like unknown ones. A warning step
+//     (sign, start, finish, transfer) needs warning.handle and the
+//     responsible unit now in the caller's subtree (else 403); the state
+//     machine's refusal is 409 E130 naming the state; a bad body member
+//     is 422 E120. Each step is audited in its own transaction
+//     (warning.<step>), with its event (warning.signed, warning.feedback)
+//     in the outbox; reads of warnings and leads are not audited (they
+//     carry no ID number, name or address), the export is (warning.export).
+//     The officer's number defaults to the caller's user id when that is
+//     6-8 digits. Lead texts are shown as registered.
 //   - OpenAPI forbids two templates that differ only in parameter names, so
 //     the document names the parameter of POST /filings/{kind} and
 //     GET /filings/{id} "kindOrId".
