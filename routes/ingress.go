@@ -275,21 +275,26 @@ func (in *Ingress) check(kind string, d amqp.Delivery) error {
 // keep stores the dead letter of a refused delivery, once: a redelivery
 // whose letter is already there is not kept again.
 func (in *Ingress) keep(ctx context.Context, d amqp.Delivery, rej events.Rejection) error {
-	source := "amqp:" + in.cfg.Queue
+	return keepOnce(ctx, in.cfg.Pool, in.cfg.DeadLetters, "amqp:"+in.cfg.Queue, in.cfg.Exchange, d, rej.MessageID, rej.Code, rej.Reason)
+}
+
+// keepOnce stores the dead letter of delivery d from exchange (raw bytes,
+// code, reason), unless d is a redelivery whose letter exists already.
+func keepOnce(ctx context.Context, pool *pgxpool.Pool, dls DeadLetters, source, exchange string, d amqp.Delivery, messageID, code, reason string) error {
 	if d.Redelivered {
 		var exists bool
-		if err := in.cfg.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM dead_letter
+		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM dead_letter
 			WHERE source = $1 AND exchange = $2 AND routing_key = $3 AND message_id = $4 AND code = $5 AND raw = $6)`,
-			source, in.cfg.Exchange, d.RoutingKey, rej.MessageID, rej.Code, d.Body).Scan(&exists); err != nil {
+			source, exchange, d.RoutingKey, messageID, code, d.Body).Scan(&exists); err != nil {
 			return fmt.Errorf("dead letter lookup: %w", err)
 		}
 		if exists {
 			return nil
 		}
 	}
-	_, err := in.cfg.DeadLetters.Put(ctx, in.cfg.Pool, deadletter.Letter{
-		Source: source, Exchange: in.cfg.Exchange, RoutingKey: d.RoutingKey, MessageID: rej.MessageID,
-		Sender: d.UserId, Kind: d.RoutingKey, Raw: d.Body, Code: rej.Code, Reason: rej.Reason,
+	_, err := dls.Put(ctx, pool, deadletter.Letter{
+		Source: source, Exchange: exchange, RoutingKey: d.RoutingKey, MessageID: messageID,
+		Sender: d.UserId, Kind: d.RoutingKey, Raw: d.Body, Code: code, Reason: reason,
 	})
 	return err
 }

@@ -1,7 +1,7 @@
 // Package api is the hub's HTTP API under /api/v1: filing key-person
 // records up to the Ministry (备案), reading the records the hub holds with
 // their history, controls and verification tasks, signing tasks, and
-// following filings that await a receipt. The OpenAPI 3.0 document of every
+// following filings that await a receipt; the portal's warnings and leads. The OpenAPI 3.0 document of every
 // endpoint is served at /api/v1/openapi.json, the AsyncAPI 3.0 document of
 // the internal events (generated from contracts/events) at
 // /api/v1/asyncapi.json; both to any identified caller.
@@ -87,6 +87,20 @@
 //   - A filing committed to the outbox whose audit then failed is answered
 //     202 (it will be published; answering 500 would invite a second
 //     filing) and logged as an error.
+//   - Warnings (信息预警, package store/warning) and leads (信息线索,
+//     package store/lead) are bounded by the unit tree: a caller sees the
+//     warnings one of whose responsible units (now, or before a transfer)
+//     is in their subtree, and the leads registered by units of their
+//     subtree; others are 404 E131 like unknown ones. A warning step
+//     (sign, start, finish, transfer) needs warning.handle and the
+//     responsible unit now in the caller's subtree (else 403); the state
+//     machine's refusal is 409 E130 naming the state; a bad body member
+//     is 422 E120. Each step is audited in its own transaction
+//     (warning.<step>), with its event (warning.signed, warning.feedback)
+//     in the outbox; reads of warnings and leads are not audited (they
+//     carry no ID number, name or address), the export is (warning.export).
+//     The officer's number defaults to the caller's user id when that is
+//     6-8 digits. Lead texts are shown as registered.
 //   - OpenAPI forbids two templates that differ only in parameter names, so
 //     the document names the parameter of POST /filings/{kind} and
 //     GET /filings/{id} "kindOrId".
@@ -110,7 +124,9 @@ import (
 	"zhianhub/routes"
 	"zhianhub/store/audit"
 	"zhianhub/store/journal"
+	"zhianhub/store/lead"
 	"zhianhub/store/registry"
+	"zhianhub/store/warning"
 )
 
 // Prefix is where Mount puts the API.
@@ -158,6 +174,10 @@ type Config struct {
 	// MaxExportRows is the most rows of one export (GET /audit/export,
 	// /tasks/export); more is refused, 400. Default DefaultMaxExportRows.
 	MaxExportRows int
+	// Warnings and Leads are the portal's warnings and leads. Default:
+	// built on Pool and Units, without city feedback.
+	Warnings *warning.Service
+	Leads    *lead.Service
 }
 
 func (c *Config) setDefaults() {
@@ -183,6 +203,7 @@ func (c *Config) setDefaults() {
 	if c.MaxExportRows == 0 {
 		c.MaxExportRows = DefaultMaxExportRows
 	}
+	c.portalDefaults()
 }
 
 // Validate reports whether the configuration can be used (after defaults).
@@ -195,7 +216,7 @@ func (c Config) Validate() error {
 		{"Pool", c.Pool == nil}, {"Registry", c.Registry == nil}, {"Filing", c.Filing == nil},
 		{"Audit", c.Audit == nil}, {"Journal", c.Journal == nil}, {"Logger", c.Logger == nil},
 		{"Authenticator", c.Authenticator == nil}, {"Now", c.Now == nil}, {"Access", c.Access == nil}, {"Units", c.Units == nil},
-		{"AuditKeys", c.AuditKeys == nil},
+		{"AuditKeys", c.AuditKeys == nil}, {"Warnings", c.Warnings == nil}, {"Leads", c.Leads == nil},
 	} {
 		if f.missing {
 			errs = append(errs, fmt.Errorf("%s is required", f.name))
@@ -276,6 +297,16 @@ func Mount(r chi.Router, cfg Config) error {
 		r.With(can(auth.PermAuditRead)).Get("/audit/verify", s.handle(s.verifyAudit))
 		r.With(can(auth.PermSystemLogRead)).Get("/logs/system", s.handle(s.listSystemLog))
 		r.With(can(auth.PermOpLogRead)).Get("/logs/operations", s.handle(s.listOperationLog))
+
+		r.With(can(auth.PermWarningRead)).Get("/warnings", s.handle(s.listWarnings))
+		r.With(can(auth.PermWarningRead)).Get("/warnings/export", s.handle(s.exportWarnings))
+		r.With(can(auth.PermWarningRead)).Get("/warnings/{warningId}", s.handle(s.getWarning))
+		for _, a := range []string{warning.ActSign, warning.ActStart, warning.ActFinish, warning.ActTransfer} {
+			r.With(can(auth.PermWarningHandle)).Post("/warnings/{warningId}/"+a, s.handle(s.stepWarning(a)))
+		}
+		r.With(can(auth.PermLeadRead)).Get("/leads", s.handle(s.listLeads))
+		r.With(can(auth.PermLeadRegister)).Post("/leads", s.handle(s.registerLead))
+		r.With(can(auth.PermLeadRead)).Get("/leads/{leadId}", s.handle(s.getLead))
 	})
 	return nil
 }

@@ -17,15 +17,15 @@ func TestPermissions(t *testing.T) {
 		want  string
 	}{
 		{"", "[]"},
-		{"officer", "[filing.read filing.submit person.read task.read]"},
-		{"officer,unmask", "[filing.read filing.submit person.read person.unmask task.read]"},
+		{"officer", "[filing.read filing.submit lead.read lead.register person.read task.read warning.handle warning.read]"},
+		{"officer,unmask", "[filing.read filing.submit lead.read lead.register person.read person.unmask task.read warning.handle warning.read]"},
 		{"unmask", "[person.unmask]"},
 		{"sysadmin", "[account.manage log.system.read]"},
 		{"secadmin", "[binding.manage role.grant]"},
 		{"auditor", "[audit.read log.operation.read log.system.read]"},
 		{"secadmin,officer,unmask", "[binding.manage role.grant]"}, // an administrator's account does no business
 		{"secadmin,auditor", "[]"},                                 // two administrators' roles: neither
-		{"officer,nosuchrole", "[filing.read filing.submit person.read task.read]"},
+		{"officer,nosuchrole", "[filing.read filing.submit lead.read lead.register person.read task.read warning.handle warning.read]"},
 	} {
 		id := auth.Identity{User: "u"}
 		if tc.roles != "" {

@@ -50,17 +50,24 @@ const (
 	PermAuditRead     Permission = "audit.read"         // read the audit log
 	PermSystemLogRead Permission = "log.system.read"    // read the system log (the hub's events)
 	PermOpLogRead     Permission = "log.operation.read" // read the operation log (every user's API calls)
+	// Portal: warnings and leads (bounded by the unit tree).
+	PermWarningRead   Permission = "warning.read"   // warnings of the unit's subtree, their export
+	PermWarningHandle Permission = "warning.handle" // sign, start, finish, transfer a warning
+	PermLeadRead      Permission = "lead.read"      // leads of the unit's subtree
+	PermLeadRegister  Permission = "lead.register"  // register a lead
 )
 
 // RolePermissions is the permission table: role → permissions.
 //
 //	officer   person.read filing.submit filing.read task.read
+//	          warning.read warning.handle lead.read lead.register
 //	unmask    person.unmask
 //	sysadmin  account.manage log.system.read
 //	secadmin  binding.manage role.grant
 //	auditor   audit.read log.system.read log.operation.read
 var RolePermissions = map[string][]Permission{
-	RoleOfficer:  {PermPersonRead, PermFilingSubmit, PermFilingRead, PermTaskRead},
+	RoleOfficer: {PermPersonRead, PermFilingSubmit, PermFilingRead, PermTaskRead,
+		PermWarningRead, PermWarningHandle, PermLeadRead, PermLeadRegister},
 	RoleUnmask:   {PermPersonUnmask},
 	RoleSysAdmin: {PermAccountManage, PermSystemLogRead},
 	RoleSecAdmin: {PermBindingManage, PermRoleGrant},

@@ -117,19 +117,23 @@ func (t *UnitTree) InScope(userUnit, recordUnit string) bool {
 	return false
 }
 
-// Subtree returns code and every unit below it, sorted; nil when code is
-// not in the tree.
+// Parent returns the unit above code ("" for a root or an unknown unit).
+func (t *UnitTree) Parent(code string) string { return t.parent[code] }
+
+// Subtree returns code and every unit below it: the units whose records a
+// user of unit code sees (InScope). A unit not in the tree gives itself
+// only; "" gives nothing.
 func (t *UnitTree) Subtree(code string) []string {
-	if !t.Contains(code) {
+	if code == "" {
 		return nil
 	}
-	var out []string
+	out := []string{code}
 	for u := range t.parent {
-		if t.InScope(code, u) {
+		if u != code && t.InScope(code, u) {
 			out = append(out, u)
 		}
 	}
-	slices.Sort(out)
+	slices.Sort(out[1:])
 	return out
 }
 

@@ -54,6 +54,7 @@ type busRoutes struct {
 	filing   *routes.Filing
 	events   *events.Registry
 	ingress  *routes.Ingress // nil when ingress.enabled is false
+	portal   *portal         // warnings and leads (set by startHub)
 	exchange string
 	queue    string
 	topoOK   atomic.Bool
@@ -139,11 +140,13 @@ func (b *busRoutes) ready(context.Context) error {
 
 // mount adds the bus API to the router (the portal API mounts more).
 func (b *busRoutes) mount(r chi.Router, a *apiAuth, oplog api.OperationLog) {
-	if err := api.Mount(r, api.Config{
+	cfg := api.Config{
 		Pool: b.pool, Registry: b.registry, Filing: b.filing, Audit: b.audit, Journal: journal.New(b.pool),
 		DevIdentity: b.cfg.DevIdentity, Logger: b.logger, Authenticator: a.authn, Units: a.units, Events: b.events, AuditKeys: b.keys.SelfVerifier,
 		OperationLog: oplog,
-	}); err != nil {
+	}
+	b.portal.apiConfig(&cfg)
+	if err := api.Mount(r, cfg); err != nil {
 		// Only a programming error (a nil dependency) gets here.
 		b.logger.Error("the HTTP API is not mounted", "err", err)
 	}

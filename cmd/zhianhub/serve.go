@@ -127,6 +127,9 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger, logw 
 	if err != nil {
 		return nil, err
 	}
+	if h.bus.portal, err = newPortal(cfg, logger, h.bus, apiAuth.units); err != nil {
+		return nil, err
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -151,6 +154,7 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger, logw 
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h.cancel = cancel
 	h.bus.start(rctx, &h.routesW)
+	h.bus.portal.start(rctx, &h.routesW)
 	h.routesW.Go(func() { h.archiveLoop(rctx) })
 	h.routesW.Go(func() { h.verifyLoop(rctx) })
 	if cfg.SecPlatform.Addr != "" {
