@@ -167,13 +167,25 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger, logw 
 	}
 	// The start is recorded even when a shutdown signal arrives meanwhile
 	// (readyz answers from here on): a signal is no start failure.
+	// With it, any change of the configuration or of the key set since the
+	// previous start (config.change, key.change): the keys are rotated and
+	// the configuration edited offline, the hub records it when it runs
+	// with them.
 	actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Shutdown.Timeout)
 	defer acancel()
-	if _, err = h.audit.Append(actx, audit.Entry{
-		Actor: h.keys.Node(), Action: "hub.start", Object: Version, Result: "ok",
-		Detail: map[string]any{"mode": cfg.Mode, "http": h.http.Addr(), "auth": apiAuth.methods, "tls": apiAuth.tls != nil},
-	}); err != nil {
+	cfgMap, keyInv := cfg.RedactedMap(), keyInventory(h.keys)
+	changes, err := startChanges(actx, h.pool, h.keys.Node(), cfgMap, keyInv)
+	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
+	}
+	for _, e := range append(changes, audit.Entry{
+		Actor: h.keys.Node(), Action: "hub.start", Object: Version, Result: "ok",
+		Detail: map[string]any{"mode": cfg.Mode, "http": h.http.Addr(), "auth": apiAuth.methods, "tls": apiAuth.tls != nil,
+			"config": cfgMap, "keys": keyInv},
+	}) {
+		if _, err = h.audit.Append(actx, e); err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
 	}
 	h.started = true
 	logger.Info("zhianhub ready", "http", h.http.Addr())
