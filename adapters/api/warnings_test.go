@@ -17,6 +17,7 @@ import (
 	"zhianhub/adapters/auth"
 	"zhianhub/adapters/sheet/sheettest"
 	"zhianhub/contracts/events"
+	"zhianhub/store/trace"
 	"zhianhub/store/warning"
 )
 
@@ -121,8 +122,23 @@ func TestWarningsAPI(t *testing.T) {
 		}
 		return m
 	}
-	if m := step(officer, "sign", map[string]string{"officer": "1023456"}, "signed"); m["signedOfficer"] != "1023456" {
-		t.Errorf("signed %v", m)
+	signed := h.call(officer, http.MethodPost, w1+"/sign", map[string]string{"officer": "1023456"})
+	if m := signed.json(t); signed.status != http.StatusOK || m["state"] != "signed" || m["signedOfficer"] != "1023456" {
+		t.Fatalf("sign: %d %s", signed.status, signed.body)
+	}
+	// The user action traces to the event it caused: the request id is the
+	// event's correlation id.
+	signID := signed.header.Get("X-Request-Id")
+	tr, err := trace.Of(context.Background(), h.pool, signID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sawEvent bool
+	for _, st := range tr.Steps {
+		sawEvent = sawEvent || (st.Source == "outbox" && strings.HasPrefix(st.What, "warning.signed"))
+	}
+	if !sawEvent {
+		t.Errorf("trace of the sign request %s lacks its warning.signed event: %+v", signID, tr.Steps)
 	}
 	expectError(t, h.call(officer, http.MethodPost, w1+"/sign", map[string]string{"officer": "1023456"}), 409, "E130", "已签收")
 	step(officer, "start", map[string]string{"officer": "1023456"}, "in_progress")

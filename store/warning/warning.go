@@ -510,12 +510,20 @@ func (s *Service) step(ctx context.Context, id string, a Actor, action, result, 
 		}
 		now := s.cfg.Now()
 		st := Step{Action: action, FromState: w.State, ToState: next, Unit: w.Unit, Actor: a.User, Officer: a.Officer, At: now}
+		// The events of a user's step carry the request's correlation id
+		// (AMQP correlation_id, outbox corr): the action, its audit entry
+		// and the messages it caused trace as one. Without one (a job),
+		// they name the warning.issued message.
+		corr := w.MessageID
+		if a.CorrelationID != "" {
+			corr = a.CorrelationID
+		}
 		var evs []exchange.Out
 		switch action {
 		case ActSign:
 			_, err = tx.Exec(ctx, `UPDATE warning SET state = $2, signed_unit = $3, signed_officer = $4, signed_at = $5, updated_at = $5
 				WHERE warning_id = $1`, id, next, w.Unit, a.Officer, now)
-			evs = append(evs, s.event(events.KindWarningSigned, w.MessageID, a.User, now, map[string]any{
+			evs = append(evs, s.event(events.KindWarningSigned, corr, a.User, now, map[string]any{
 				"warningId": id, "unit": w.Unit, "officer": a.Officer, "signedAt": eventTime(now)}))
 		case ActStart:
 			_, err = tx.Exec(ctx, `UPDATE warning SET state = $2, updated_at = $3 WHERE warning_id = $1`, id, next, now)
@@ -523,7 +531,7 @@ func (s *Service) step(ctx context.Context, id string, a Actor, action, result, 
 			st.Note = result
 			_, err = tx.Exec(ctx, `UPDATE warning SET state = $2, result = $3, detail = $4, finished_at = $5, updated_at = $5
 				WHERE warning_id = $1`, id, next, result, detail, now)
-			evs = append(evs, s.event(events.KindWarningFeedback, w.MessageID, a.User, now, map[string]any{
+			evs = append(evs, s.event(events.KindWarningFeedback, corr, a.User, now, map[string]any{
 				"warningId": id, "unit": w.Unit, "officer": a.Officer, "result": result, "content": detail, "feedbackAt": eventTime(now)}))
 		case ActTransfer:
 			st.ToUnit, st.Note = toUnit, detail
@@ -594,8 +602,8 @@ func unitLabel(u Units, code string) string {
 	return code
 }
 
-// event builds an internal event for the outbox; corr is the id of the
-// warning.issued event.
+// event builds an internal event for the outbox; corr is the correlation
+// id of the request that caused it, or the id of the warning.issued event.
 func (s *Service) event(kind, corr, actor string, now time.Time, data map[string]any) exchange.Out {
 	id, err := uuid.NewV7()
 	if err != nil {
