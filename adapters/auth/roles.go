@@ -20,6 +20,11 @@ const (
 	RoleSecAdmin = "secadmin"
 	// RoleAuditor is the security auditor: reads the audit log.
 	RoleAuditor = "auditor"
+	// RolePortalAdmin is the portal administrator (门户管理员), a business
+	// role granted by the security administrator like officer: authors
+	// system notices for the units in their scope and manages the units'
+	// smart-push rules.
+	RolePortalAdmin = "portaladmin"
 )
 
 // AdminRoles are the separated administrators' roles. None can do
@@ -48,21 +53,26 @@ const (
 	PermBindingManage Permission = "binding.manage" // certificate bindings
 	PermRoleGrant     Permission = "role.grant"     // grant and revoke business roles
 	PermAuditRead     Permission = "audit.read"     // read the audit log
+	PermPortalUse     Permission = "portal.use"     // own inbox, notices addressed to one, own push rules
+	PermNoticeManage  Permission = "notice.manage"  // author, publish and withdraw notices (units in scope)
+	PermPushManage    Permission = "push.manage"    // units' push rules (units in scope)
 )
 
 // RolePermissions is the permission table: role → permissions.
 //
-//	officer   person.read filing.submit filing.read task.read
-//	unmask    person.unmask
+//	officer     person.read filing.submit filing.read task.read portal.use
+//	portaladmin portal.use notice.manage push.manage
+//	unmask      person.unmask
 //	sysadmin  account.manage
 //	secadmin  binding.manage role.grant
 //	auditor   audit.read
 var RolePermissions = map[string][]Permission{
-	RoleOfficer:  {PermPersonRead, PermFilingSubmit, PermFilingRead, PermTaskRead},
-	RoleUnmask:   {PermPersonUnmask},
-	RoleSysAdmin: {PermAccountManage},
-	RoleSecAdmin: {PermBindingManage, PermRoleGrant},
-	RoleAuditor:  {PermAuditRead},
+	RoleOfficer:     {PermPersonRead, PermFilingSubmit, PermFilingRead, PermTaskRead, PermPortalUse},
+	RolePortalAdmin: {PermPortalUse, PermNoticeManage, PermPushManage},
+	RoleUnmask:      {PermPersonUnmask},
+	RoleSysAdmin:    {PermAccountManage},
+	RoleSecAdmin:    {PermBindingManage, PermRoleGrant},
+	RoleAuditor:     {PermAuditRead},
 }
 
 // KnownRole reports whether role is in RolePermissions.
