@@ -81,6 +81,27 @@
 //   - OpenAPI forbids two templates that differ only in parameter names, so
 //     the document names the parameter of POST /filings/{kind} and
 //     GET /filings/{id} "kindOrId".
+//   - Portal (消息提醒): every identity with portal.use (officers, portal
+//     administrators) has an inbox: the items addressed to them and to
+//     their unit (not to the units below: a to-do list, not a view of the
+//     tree). GET /inbox is keyset-paged by item id (before), newest first.
+//     The three administrators have no inbox. Inbox reads are not audited
+//     (no personal data: producers put none in titles and bodies); the
+//     export is (inbox.export).
+//   - GET /inbox/stream is Server-Sent Events. Each hub process has one
+//     listening PostgreSQL connection (Config.Live, inbox.Listener) for
+//     every stream; a notification only wakes the streams of the user or
+//     unit it names, which then read what is new from the inbox by id, so
+//     a lost or coalesced wake-up delays nothing past the next one, and
+//     Last-Event-ID (an item id) replays what a reconnecting client
+//     missed. The stream lifts the server's write and read deadlines for
+//     itself (http.ResponseController), sends a heartbeat comment every
+//     Config.Heartbeat, ends when the client goes and says "bye" when the
+//     listener stops (the hub stops it before the HTTP server's graceful
+//     shutdown, which would otherwise wait for the streams). An item whose
+//     transaction commits after one with a higher id was streamed is not
+//     streamed (ids are taken before commit); it is in GET /inbox and in
+//     the unread counts sent with every wake-up.
 package api
 
 import (
@@ -100,6 +121,7 @@ import (
 	"zhianhub/contracts/events"
 	"zhianhub/routes"
 	"zhianhub/store/audit"
+	"zhianhub/store/inbox"
 	"zhianhub/store/journal"
 	"zhianhub/store/registry"
 )
@@ -146,6 +168,13 @@ type Config struct {
 	// MaxExportRows is the most rows of one export (GET /audit/export,
 	// /tasks/export); more is refused, 400. Default DefaultMaxExportRows.
 	MaxExportRows int
+	// Live wakes the inbox streams (GET /inbox/stream): the process's one
+	// listening connection, run by the caller. Without it the stream is
+	// answered 503 E503.
+	Live *inbox.Listener
+	// Heartbeat is the interval of the comment lines that keep an inbox
+	// stream open through proxies. Default DefaultHeartbeat.
+	Heartbeat time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -171,6 +200,9 @@ func (c *Config) setDefaults() {
 	if c.MaxExportRows == 0 {
 		c.MaxExportRows = DefaultMaxExportRows
 	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
 }
 
 // Validate reports whether the configuration can be used (after defaults).
@@ -191,6 +223,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxExportRows < 1 || c.MaxExportRows > sheet.MaxRows {
 		errs = append(errs, fmt.Errorf("MaxExportRows must be 1-%d", sheet.MaxRows))
+	}
+	if c.Heartbeat < 0 {
+		errs = append(errs, errors.New("Heartbeat must not be negative"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("api: invalid config: %w", err)
@@ -262,6 +297,13 @@ func Mount(r chi.Router, cfg Config) error {
 		r.With(can(auth.PermAuditRead)).Get("/audit", s.handle(s.listAudit))
 		r.With(can(auth.PermAuditRead)).Get("/audit/export", s.handle(s.exportAudit))
 		r.With(can(auth.PermAuditRead)).Get("/audit/verify", s.handle(s.verifyAudit))
+
+		// Portal: message reminders, system notices, smart-push rules.
+		r.With(can(auth.PermPortalUse)).Get("/inbox", s.handle(s.listInbox))
+		r.With(can(auth.PermPortalUse)).Get("/inbox/unread", s.handle(s.unreadInbox))
+		r.With(can(auth.PermPortalUse)).Post("/inbox/read", s.handle(s.readInbox))
+		r.With(can(auth.PermPortalUse)).Get("/inbox/stream", s.handle(s.streamInbox))
+		r.With(can(auth.PermPortalUse)).Get("/inbox/export", s.handle(s.exportInbox))
 	})
 	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"zhianhub/routes"
 	"zhianhub/store/audit"
 	"zhianhub/store/deadletter"
+	"zhianhub/store/inbox"
 	"zhianhub/store/journal"
 	"zhianhub/store/registry"
 	"zhianhub/transforms"
@@ -54,6 +55,7 @@ type busRoutes struct {
 	filing   *routes.Filing
 	events   *events.Registry
 	ingress  *routes.Ingress // nil when ingress.enabled is false
+	live     *inbox.Listener // wakes the inbox streams of the API
 	exchange string
 	queue    string
 	topoOK   atomic.Bool
@@ -142,6 +144,7 @@ func (b *busRoutes) mount(r chi.Router, a *apiAuth) {
 	if err := api.Mount(r, api.Config{
 		Pool: b.pool, Registry: b.registry, Filing: b.filing, Audit: b.audit, Journal: journal.New(b.pool),
 		DevIdentity: b.cfg.DevIdentity, Logger: b.logger, Authenticator: a.authn, Units: a.units, Events: b.events, AuditKeys: b.keys.SelfVerifier,
+		Live: b.live,
 	}); err != nil {
 		// Only a programming error (a nil dependency) gets here.
 		b.logger.Error("the HTTP API is not mounted", "err", err)

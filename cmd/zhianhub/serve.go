@@ -61,6 +61,7 @@ type hub struct {
 	started bool // hub.start was audited
 
 	bus     *busRoutes
+	portal  *portal            // the inbox streams' listener, the smart-push route
 	cancel  context.CancelFunc // stops the routes
 	routesW sync.WaitGroup
 }
@@ -132,6 +133,10 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *h
 	}); err != nil {
 		return nil, err
 	}
+	if h.portal, err = newPortal(cfg, h.pool, h.bus, logger); err != nil {
+		return nil, err
+	}
+	h.bus.live = h.portal.live
 	h.bus.mount(h.http.Router(), apiAuth)
 	if err = h.http.Start(ctx); err != nil {
 		return nil, err
@@ -139,6 +144,7 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *h
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h.cancel = cancel
 	h.bus.start(rctx, &h.routesW)
+	h.portal.start(rctx, &h.routesW)
 	h.routesW.Go(func() { h.archiveLoop(rctx) })
 	h.routesW.Go(func() { h.verifyLoop(rctx) })
 	if cfg.SecPlatform.Addr != "" {
@@ -168,6 +174,9 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *h
 // flush the audit chain, then the database.
 func (h *hub) stop(ctx context.Context) error {
 	var errs []error
+	if h.portal != nil {
+		h.portal.stopStreams() // the inbox streams say bye; the HTTP shutdown need not wait for them
+	}
 	if h.http != nil {
 		errs = append(errs, h.http.Shutdown(ctx))
 	}
