@@ -65,8 +65,8 @@ type harness struct {
 	srv      *httptest.Server
 	url      string          // of the API server (srv's, or server's with timeouts)
 	server   *httpapi.Server // started for real with harnessOpts.timeouts
-	client   *http.Client // of srv; a test may swap it (another TLS client certificate)
-	header   http.Header  // sent with every request when set
+	client   *http.Client    // of srv; a test may swap it (another TLS client certificate)
+	header   http.Header     // sent with every request when set
 	doc      *openAPIDoc
 	live     *inbox.Listener    // the inbox streams' listener
 	stopLive context.CancelFunc // stops live (as the hub's shutdown does)
