@@ -102,6 +102,17 @@
 //     transaction commits after one with a higher id was streamed is not
 //     streamed (ids are taken before commit); it is in GET /inbox and in
 //     the unread counts sent with every wake-up.
+//   - System notices (系统公告): authored by notice.manage (the business
+//     role portaladmin, granted by the security administrator like any
+//     business role; not to an administrator's account) for the units in
+//     the author's scope, draft → published → withdrawn (a draft may be
+//     edited or deleted; a published one only withdrawn, with a reason).
+//     Publishing delivers the reminders at once, one unit item per unit of
+//     the audience's subtrees (as of the tree then) carrying the audience
+//     roles; which notices a reader sees is computed at read time (unit
+//     chain, roles). A notice outside a manager's scope is 404 like an
+//     unknown one. Every change is audited in its transaction
+//     (notice.create, .update, .delete, .publish, .withdraw).
 package api
 
 import (
@@ -304,6 +315,13 @@ func Mount(r chi.Router, cfg Config) error {
 		r.With(can(auth.PermPortalUse)).Post("/inbox/read", s.handle(s.readInbox))
 		r.With(can(auth.PermPortalUse)).Get("/inbox/stream", s.handle(s.streamInbox))
 		r.With(can(auth.PermPortalUse)).Get("/inbox/export", s.handle(s.exportInbox))
+		r.With(can(auth.PermPortalUse)).Get("/notices", s.handle(s.listNotices))
+		r.With(can(auth.PermPortalUse)).Get("/notices/{noticeId}", s.handle(s.getNotice))
+		r.With(can(auth.PermNoticeManage)).Post("/notices", s.handle(s.createNotice))
+		r.With(can(auth.PermNoticeManage)).Put("/notices/{noticeId}", s.handle(s.updateNotice))
+		r.With(can(auth.PermNoticeManage)).Delete("/notices/{noticeId}", s.handle(s.deleteNotice))
+		r.With(can(auth.PermNoticeManage)).Post("/notices/{noticeId}/publish", s.handle(s.publishNotice))
+		r.With(can(auth.PermNoticeManage)).Post("/notices/{noticeId}/withdraw", s.handle(s.withdrawNotice))
 	})
 	return nil
 }
