@@ -113,6 +113,13 @@
 //     chain, roles). A notice outside a manager's scope is 404 like an
 //     unknown one. Every change is audited in its transaction
 //     (notice.create, .update, .delete, .publish, .withdraw).
+//   - Smart push (智能推送): a user's rules remind that user (portal.use);
+//     a unit's rules remind the unit (push.manage, portaladmin, a unit in
+//     scope). A rule's unit scope lies within its owner's scope; a root
+//     scope is stored as the whole tree. routes.Push applies the rules to
+//     the events of zhian.events. Rules match on kind, category, level and
+//     unit only: the events carry no ethnicity, religion or health, and a
+//     rule has no field for them (an unknown member is refused, 400).
 package api
 
 import (
@@ -322,6 +329,9 @@ func Mount(r chi.Router, cfg Config) error {
 		r.With(can(auth.PermNoticeManage)).Delete("/notices/{noticeId}", s.handle(s.deleteNotice))
 		r.With(can(auth.PermNoticeManage)).Post("/notices/{noticeId}/publish", s.handle(s.publishNotice))
 		r.With(can(auth.PermNoticeManage)).Post("/notices/{noticeId}/withdraw", s.handle(s.withdrawNotice))
+		r.With(can(auth.PermPortalUse)).Get("/push-rules", s.handle(s.listPushRules))
+		r.With(can(auth.PermPortalUse)).Post("/push-rules", s.handle(s.createPushRule))
+		r.With(can(auth.PermPortalUse)).Delete("/push-rules/{ruleId}", s.handle(s.deletePushRule))
 	})
 	return nil
 }

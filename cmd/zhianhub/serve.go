@@ -133,7 +133,7 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *h
 	}); err != nil {
 		return nil, err
 	}
-	if h.portal, err = newPortal(cfg, h.pool, h.bus, logger); err != nil {
+	if h.portal, err = newPortal(cfg, h.pool, h.bus, apiAuth, h.audit, h.keys.Node(), logger); err != nil {
 		return nil, err
 	}
 	h.bus.live = h.portal.live
