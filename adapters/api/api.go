@@ -104,6 +104,45 @@
 //   - OpenAPI forbids two templates that differ only in parameter names, so
 //     the document names the parameter of POST /filings/{kind} and
 //     GET /filings/{id} "kindOrId".
+//   - Portal (消息提醒): every identity with portal.use (officers, portal
+//     administrators) has an inbox: the items addressed to them and to
+//     their unit (not to the units below: a to-do list, not a view of the
+//     tree). GET /inbox is keyset-paged by item id (before), newest first.
+//     The three administrators have no inbox. Inbox reads are not audited
+//     (no personal data: producers put none in titles and bodies); the
+//     export is (inbox.export).
+//   - GET /inbox/stream is Server-Sent Events. Each hub process has one
+//     listening PostgreSQL connection (Config.Live, inbox.Listener) for
+//     every stream; a notification only wakes the streams of the user or
+//     unit it names, which then read what is new from the inbox by id, so
+//     a lost or coalesced wake-up delays nothing past the next one, and
+//     Last-Event-ID (an item id) replays what a reconnecting client
+//     missed. The stream lifts the server's write and read deadlines for
+//     itself (http.ResponseController), sends a heartbeat comment every
+//     Config.Heartbeat, ends when the client goes and says "bye" when the
+//     listener stops (the hub stops it before the HTTP server's graceful
+//     shutdown, which would otherwise wait for the streams). An item whose
+//     transaction commits after one with a higher id was streamed is not
+//     streamed (ids are taken before commit); it is in GET /inbox and in
+//     the unread counts sent with every wake-up.
+//   - System notices (系统公告): authored by notice.manage (the business
+//     role portaladmin, granted by the security administrator like any
+//     business role; not to an administrator's account) for the units in
+//     the author's scope, draft → published → withdrawn (a draft may be
+//     edited or deleted; a published one only withdrawn, with a reason).
+//     Publishing delivers the reminders at once, one unit item per unit of
+//     the audience's subtrees (as of the tree then) carrying the audience
+//     roles; which notices a reader sees is computed at read time (unit
+//     chain, roles). A notice outside a manager's scope is 404 like an
+//     unknown one. Every change is audited in its transaction
+//     (notice.create, .update, .delete, .publish, .withdraw).
+//   - Smart push (智能推送): a user's rules remind that user (portal.use);
+//     a unit's rules remind the unit (push.manage, portaladmin, a unit in
+//     scope). A rule's unit scope lies within its owner's scope; a root
+//     scope is stored as the whole tree. routes.Push applies the rules to
+//     the events of zhian.events. Rules match on kind, category, level and
+//     unit only: the events carry no ethnicity, religion or health, and a
+//     rule has no field for them (an unknown member is refused, 400).
 package api
 
 import (
@@ -123,6 +162,7 @@ import (
 	"zhianhub/contracts/events"
 	"zhianhub/routes"
 	"zhianhub/store/audit"
+	"zhianhub/store/inbox"
 	"zhianhub/store/journal"
 	"zhianhub/store/lead"
 	"zhianhub/store/registry"
@@ -178,6 +218,13 @@ type Config struct {
 	// built on Pool and Units, without city feedback.
 	Warnings *warning.Service
 	Leads    *lead.Service
+	// Live wakes the inbox streams (GET /inbox/stream): the process's one
+	// listening connection, run by the caller. Without it the stream is
+	// answered 503 E503.
+	Live *inbox.Listener
+	// Heartbeat is the interval of the comment lines that keep an inbox
+	// stream open through proxies. Default DefaultHeartbeat.
+	Heartbeat time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -204,6 +251,9 @@ func (c *Config) setDefaults() {
 		c.MaxExportRows = DefaultMaxExportRows
 	}
 	c.portalDefaults()
+	if c.Heartbeat == 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
 }
 
 // Validate reports whether the configuration can be used (after defaults).
@@ -224,6 +274,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxExportRows < 1 || c.MaxExportRows > sheet.MaxRows {
 		errs = append(errs, fmt.Errorf("MaxExportRows must be 1-%d", sheet.MaxRows))
+	}
+	if c.Heartbeat < 0 {
+		errs = append(errs, errors.New("Heartbeat must not be negative"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("api: invalid config: %w", err)
@@ -307,6 +360,23 @@ func Mount(r chi.Router, cfg Config) error {
 		r.With(can(auth.PermLeadRead)).Get("/leads", s.handle(s.listLeads))
 		r.With(can(auth.PermLeadRegister)).Post("/leads", s.handle(s.registerLead))
 		r.With(can(auth.PermLeadRead)).Get("/leads/{leadId}", s.handle(s.getLead))
+
+		// Portal: message reminders, system notices, smart-push rules.
+		r.With(can(auth.PermPortalUse)).Get("/inbox", s.handle(s.listInbox))
+		r.With(can(auth.PermPortalUse)).Get("/inbox/unread", s.handle(s.unreadInbox))
+		r.With(can(auth.PermPortalUse)).Post("/inbox/read", s.handle(s.readInbox))
+		r.With(can(auth.PermPortalUse)).Get("/inbox/stream", s.handle(s.streamInbox))
+		r.With(can(auth.PermPortalUse)).Get("/inbox/export", s.handle(s.exportInbox))
+		r.With(can(auth.PermPortalUse)).Get("/notices", s.handle(s.listNotices))
+		r.With(can(auth.PermPortalUse)).Get("/notices/{noticeId}", s.handle(s.getNotice))
+		r.With(can(auth.PermNoticeManage)).Post("/notices", s.handle(s.createNotice))
+		r.With(can(auth.PermNoticeManage)).Put("/notices/{noticeId}", s.handle(s.updateNotice))
+		r.With(can(auth.PermNoticeManage)).Delete("/notices/{noticeId}", s.handle(s.deleteNotice))
+		r.With(can(auth.PermNoticeManage)).Post("/notices/{noticeId}/publish", s.handle(s.publishNotice))
+		r.With(can(auth.PermNoticeManage)).Post("/notices/{noticeId}/withdraw", s.handle(s.withdrawNotice))
+		r.With(can(auth.PermPortalUse)).Get("/push-rules", s.handle(s.listPushRules))
+		r.With(can(auth.PermPortalUse)).Post("/push-rules", s.handle(s.createPushRule))
+		r.With(can(auth.PermPortalUse)).Delete("/push-rules/{ruleId}", s.handle(s.deletePushRule))
 	})
 	return nil
 }

@@ -20,6 +20,11 @@ const (
 	RoleSecAdmin = "secadmin"
 	// RoleAuditor is the security auditor: reads the audit log.
 	RoleAuditor = "auditor"
+	// RolePortalAdmin is the portal administrator (门户管理员), a business
+	// role granted by the security administrator like officer: authors
+	// system notices for the units in their scope and manages the units'
+	// smart-push rules.
+	RolePortalAdmin = "portaladmin"
 )
 
 // AdminRoles are the separated administrators' roles. None can do
@@ -55,23 +60,29 @@ const (
 	PermWarningHandle Permission = "warning.handle" // sign, start, finish, transfer a warning
 	PermLeadRead      Permission = "lead.read"      // leads of the unit's subtree
 	PermLeadRegister  Permission = "lead.register"  // register a lead
+	// Portal: inbox, notices, smart push.
+	PermPortalUse    Permission = "portal.use"    // own inbox, notices addressed to one, own push rules
+	PermNoticeManage Permission = "notice.manage" // author, publish and withdraw notices (units in scope)
+	PermPushManage   Permission = "push.manage"   // units' push rules (units in scope)
 )
 
 // RolePermissions is the permission table: role → permissions.
 //
-//	officer   person.read filing.submit filing.read task.read
-//	          warning.read warning.handle lead.read lead.register
-//	unmask    person.unmask
-//	sysadmin  account.manage log.system.read
+//	officer     person.read filing.submit filing.read task.read portal.use
+//	            warning.read warning.handle lead.read lead.register
+//	portaladmin portal.use notice.manage push.manage
+//	unmask      person.unmask
+//	sysadmin    account.manage log.system.read
 //	secadmin  binding.manage role.grant
 //	auditor   audit.read log.system.read log.operation.read
 var RolePermissions = map[string][]Permission{
-	RoleOfficer: {PermPersonRead, PermFilingSubmit, PermFilingRead, PermTaskRead,
+	RoleOfficer: {PermPersonRead, PermFilingSubmit, PermFilingRead, PermTaskRead, PermPortalUse,
 		PermWarningRead, PermWarningHandle, PermLeadRead, PermLeadRegister},
-	RoleUnmask:   {PermPersonUnmask},
-	RoleSysAdmin: {PermAccountManage, PermSystemLogRead},
-	RoleSecAdmin: {PermBindingManage, PermRoleGrant},
-	RoleAuditor:  {PermAuditRead, PermSystemLogRead, PermOpLogRead},
+	RolePortalAdmin: {PermPortalUse, PermNoticeManage, PermPushManage},
+	RoleUnmask:      {PermPersonUnmask},
+	RoleSysAdmin:    {PermAccountManage, PermSystemLogRead},
+	RoleSecAdmin:    {PermBindingManage, PermRoleGrant},
+	RoleAuditor:     {PermAuditRead, PermSystemLogRead, PermOpLogRead},
 }
 
 // KnownRole reports whether role is in RolePermissions.

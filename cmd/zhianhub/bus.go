@@ -24,6 +24,7 @@ import (
 	"zhianhub/routes"
 	"zhianhub/store/audit"
 	"zhianhub/store/deadletter"
+	"zhianhub/store/inbox"
 	"zhianhub/store/journal"
 	"zhianhub/store/registry"
 	"zhianhub/transforms"
@@ -54,7 +55,8 @@ type busRoutes struct {
 	filing   *routes.Filing
 	events   *events.Registry
 	ingress  *routes.Ingress // nil when ingress.enabled is false
-	portal   *portal         // warnings and leads (set by startHub)
+	casework *casework       // warnings and leads (set by startHub)
+	live     *inbox.Listener // wakes the inbox streams of the API
 	exchange string
 	queue    string
 	topoOK   atomic.Bool
@@ -144,8 +146,9 @@ func (b *busRoutes) mount(r chi.Router, a *apiAuth, oplog api.OperationLog) {
 		Pool: b.pool, Registry: b.registry, Filing: b.filing, Audit: b.audit, Journal: journal.New(b.pool),
 		DevIdentity: b.cfg.DevIdentity, Logger: b.logger, Authenticator: a.authn, Units: a.units, Events: b.events, AuditKeys: b.keys.SelfVerifier,
 		OperationLog: oplog,
+		Live:         b.live,
 	}
-	b.portal.apiConfig(&cfg)
+	b.casework.apiConfig(&cfg)
 	if err := api.Mount(r, cfg); err != nil {
 		// Only a programming error (a nil dependency) gets here.
 		b.logger.Error("the HTTP API is not mounted", "err", err)

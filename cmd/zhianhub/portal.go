@@ -4,91 +4,56 @@ import (
 	"context"
 	"log/slog"
 	"sync"
-	"time"
 
-	"zhianhub/adapters/api"
-	"zhianhub/adapters/auth"
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"zhianhub/cmd/zhianhub/internal/config"
 	"zhianhub/routes"
+	"zhianhub/store/audit"
 	"zhianhub/store/deadletter"
-	"zhianhub/store/lead"
-	"zhianhub/store/warning"
+	"zhianhub/store/inbox"
 )
 
-// warningSweepInterval is how often the overdue sweep (督办) runs.
-const warningSweepInterval = time.Minute
-
-// portal is the hub's warnings and leads: their services (whose API is
-// mounted with the others), the route that takes warning.issued and
-// lead.registered from zhian.events, and the overdue sweep.
+// portal is what the portal features run besides the API: the one
+// listening connection that wakes the inbox streams (SSE), and the
+// smart-push route (its own durable queue zhian.events.push on the events
+// exchange).
 type portal struct {
-	logger   *slog.Logger
-	warnings *warning.Service
-	leads    *lead.Service
-	route    *routes.Portal
+	live     *inbox.Listener
+	push     *routes.Push
+	stopLive context.CancelFunc
 }
 
-// newPortal builds the portal on the bus routes' relay and the unit tree.
-// No city feedback filer yet: dispositions are not sent to the city bureau
-// (the warning service logs that at start).
-func newPortal(cfg config.Config, logger *slog.Logger, b *busRoutes, units *auth.UnitTree) (*portal, error) {
-	p := &portal{logger: logger}
-	var err error
-	if p.warnings, err = warning.New(warning.Config{Pool: b.pool, Units: units, EventsExchange: EventsExchange,
-		Notify: b.relay.Notify, AuditNotify: b.audit.Notify, Logger: logger}); err != nil {
-		return nil, err
-	}
-	if p.leads, err = lead.New(lead.Config{Pool: b.pool, AuditNotify: b.audit.Notify, Logger: logger}); err != nil {
-		return nil, err
-	}
-	dl, err := deadletter.New(b.pool, deadletter.Config{Auditor: b.audit, Actor: b.keys.Node()})
+func newPortal(cfg config.Config, pool *pgxpool.Pool, bus *busRoutes, a *apiAuth, aw *audit.Writer, node string, logger *slog.Logger) (*portal, error) {
+	live, err := inbox.NewListener(inbox.ListenerConfig{Pool: pool, Logger: logger})
 	if err != nil {
 		return nil, err
 	}
-	p.route, err = routes.NewPortal(routes.PortalConfig{AMQPURL: cfg.AMQP.URL, Pool: b.pool, Contracts: b.events, DeadLetters: dl,
-		Warnings: p.warnings, Leads: p.leads, AuditNotify: b.audit.Notify, Logger: logger, Exchange: EventsExchange})
+	dl, err := deadletter.New(pool, deadletter.Config{Auditor: aw, Actor: node})
 	if err != nil {
 		return nil, err
 	}
-	return p, nil
-}
-
-// apiConfig adds the portal's services to the API configuration.
-func (p *portal) apiConfig(c *api.Config) {
-	if p != nil {
-		c.Warnings, c.Leads = p.warnings, p.leads
+	p, err := routes.NewPush(routes.PushConfig{AMQPURL: cfg.AMQP.URL, Pool: pool, Contracts: bus.events, DeadLetters: dl,
+		Units: a.units, Logger: logger, Exchange: EventsExchange})
+	if err != nil {
+		return nil, err
 	}
+	return &portal{live: live, push: p}, nil
 }
 
-// start runs the route and the sweep until ctx ends.
+// start runs the listener (until ctx ends or stopStreams) and the push
+// route (until ctx ends).
 func (p *portal) start(ctx context.Context, wg *sync.WaitGroup) {
-	wg.Go(func() { _ = p.route.Run(ctx) })
-	wg.Go(func() { p.sweep(ctx) })
+	lctx, cancel := context.WithCancel(ctx)
+	p.stopLive = cancel
+	wg.Go(func() { _ = p.live.Run(lctx) })
+	wg.Go(func() { _ = p.push.Run(ctx) })
 }
 
-// sweep escalates overdue warnings every warningSweepInterval; each is
-// logged. Deadlines are never extended.
-func (p *portal) sweep(ctx context.Context) {
-	t := time.NewTicker(warningSweepInterval)
-	defer t.Stop()
-	for {
-		for {
-			esc, err := p.warnings.Sweep(ctx, warning.DefaultSweepBatch)
-			if err != nil && ctx.Err() == nil {
-				p.logger.Error("warning sweep failed", "err", err)
-			}
-			for _, e := range esc {
-				p.logger.Warn("warning overdue: escalated to the unit and its parent", "warningId", e.WarningID, "unit", e.Unit,
-					"parent", e.Parent, "deadline", e.Deadline)
-			}
-			if err != nil || len(esc) < warning.DefaultSweepBatch {
-				break
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+// stopStreams ends the inbox streams (each gets "bye"): first thing at
+// shutdown, since the HTTP server's graceful shutdown waits for them.
+func (p *portal) stopStreams() {
+	if p.stopLive != nil {
+		p.stopLive()
 	}
 }

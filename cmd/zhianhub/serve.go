@@ -72,6 +72,7 @@ type hub struct {
 	started bool // hub.start was audited
 
 	bus     *busRoutes
+	portal  *portal            // the inbox streams' listener, the smart-push route
 	cancel  context.CancelFunc // stops the routes
 	routesW sync.WaitGroup
 }
@@ -127,7 +128,7 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger, logw 
 	if err != nil {
 		return nil, err
 	}
-	if h.bus.portal, err = newPortal(cfg, logger, h.bus, apiAuth.units); err != nil {
+	if h.bus.casework, err = newCasework(cfg, logger, h.bus, apiAuth.units); err != nil {
 		return nil, err
 	}
 
@@ -147,6 +148,10 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger, logw 
 	}); err != nil {
 		return nil, err
 	}
+	if h.portal, err = newPortal(cfg, h.pool, h.bus, apiAuth, h.audit, h.keys.Node(), logger); err != nil {
+		return nil, err
+	}
+	h.bus.live = h.portal.live
 	h.bus.mount(h.http.Router(), apiAuth, h.logs)
 	if err = h.http.Start(ctx); err != nil {
 		return nil, err
@@ -154,7 +159,8 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger, logw 
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h.cancel = cancel
 	h.bus.start(rctx, &h.routesW)
-	h.bus.portal.start(rctx, &h.routesW)
+	h.bus.casework.start(rctx, &h.routesW)
+	h.portal.start(rctx, &h.routesW)
 	h.routesW.Go(func() { h.archiveLoop(rctx) })
 	h.routesW.Go(func() { h.verifyLoop(rctx) })
 	if cfg.SecPlatform.Addr != "" {
@@ -196,6 +202,9 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger, logw 
 // flush the audit chain, then the database.
 func (h *hub) stop(ctx context.Context) error {
 	var errs []error
+	if h.portal != nil {
+		h.portal.stopStreams() // the inbox streams say bye; the HTTP shutdown need not wait for them
+	}
 	if h.http != nil {
 		errs = append(errs, h.http.Shutdown(ctx))
 	}
