@@ -179,54 +179,11 @@ func DeclarePush(ch *amqp.Channel, exchange, queue string) error {
 // Run consumes until ctx ends. A delivery in hand when ctx ends is
 // finished first.
 func (p *Push) Run(ctx context.Context) error {
-	defer p.dialer.close()
-	backoff := 200 * time.Millisecond
-	for ctx.Err() == nil {
-		err := p.consume(ctx)
-		if ctx.Err() != nil {
-			break
-		}
-		p.cfg.Logger.Warn("push consumer stopped; reconnecting", "queue", p.cfg.Queue, "err", err, "retry_in", backoff.String())
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 10*time.Second)
-	}
+	c := consumer{name: "push", queue: p.cfg.Queue, prefetch: p.cfg.Prefetch, dialer: p.dialer, logger: p.cfg.Logger,
+		declare: func(ch *amqp.Channel) error { return DeclarePush(ch, p.cfg.Exchange, p.cfg.Queue) },
+		handle:  p.handle, logAttrs: []any{"exchange", p.cfg.Exchange}}
+	c.run(ctx)
 	return nil
-}
-
-func (p *Push) consume(ctx context.Context) error {
-	conn, err := p.dialer.get(ctx)
-	if err != nil {
-		return err
-	}
-	ch, err := conn.Channel()
-	if err != nil {
-		return fmt.Errorf("amqp channel: %w", err)
-	}
-	defer ch.Close()
-	if err := DeclarePush(ch, p.cfg.Exchange, p.cfg.Queue); err != nil {
-		return err
-	}
-	if err := ch.Qos(p.cfg.Prefetch, 0, false); err != nil {
-		return fmt.Errorf("amqp qos: %w", err)
-	}
-	deliveries, err := ch.ConsumeWithContext(ctx, p.cfg.Queue, "zhianhub-push", false, false, false, false, nil)
-	if err != nil {
-		return fmt.Errorf("consume %s: %w", p.cfg.Queue, err)
-	}
-	p.cfg.Logger.Info("push route consuming", "queue", p.cfg.Queue, "exchange", p.cfg.Exchange)
-	for d := range deliveries {
-		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handleTimeout)
-		err := p.handle(hctx, d)
-		cancel()
-		if err != nil {
-			_ = d.Nack(false, true)
-			return err
-		}
-	}
-	return errors.New("delivery channel closed")
 }
 
 // pushEvent is what a rule looks at, and what a reminder says.
