@@ -121,6 +121,7 @@ import (
 	"zhianhub/adapters/httpapi"
 	"zhianhub/adapters/sheet"
 	"zhianhub/contracts/events"
+	"zhianhub/crypto/fieldenc"
 	"zhianhub/routes"
 	"zhianhub/store/audit"
 	"zhianhub/store/journal"
@@ -175,9 +176,13 @@ type Config struct {
 	// /tasks/export); more is refused, 400. Default DefaultMaxExportRows.
 	MaxExportRows int
 	// Warnings and Leads are the portal's warnings and leads. Default:
-	// built on Pool and Units, without city feedback.
+	// built on Pool and Units (Leads also on Keyring), without city
+	// feedback.
 	Warnings *warning.Service
 	Leads    *lead.Service
+	// Keyring is the field encryption of the default Leads (their texts
+	// are stored encrypted); unused when Leads is given.
+	Keyring *fieldenc.Keyring
 }
 
 func (c *Config) setDefaults() {
@@ -216,7 +221,7 @@ func (c Config) Validate() error {
 		{"Pool", c.Pool == nil}, {"Registry", c.Registry == nil}, {"Filing", c.Filing == nil},
 		{"Audit", c.Audit == nil}, {"Journal", c.Journal == nil}, {"Logger", c.Logger == nil},
 		{"Authenticator", c.Authenticator == nil}, {"Now", c.Now == nil}, {"Access", c.Access == nil}, {"Units", c.Units == nil},
-		{"AuditKeys", c.AuditKeys == nil}, {"Warnings", c.Warnings == nil}, {"Leads", c.Leads == nil},
+		{"AuditKeys", c.AuditKeys == nil}, {"Warnings", c.Warnings == nil}, {"Leads (or Keyring)", c.Leads == nil},
 	} {
 		if f.missing {
 			errs = append(errs, fmt.Errorf("%s is required", f.name))

@@ -174,7 +174,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	}
 	must(t, api.Mount(server.Router(), api.Config{Pool: h.pool, Registry: h.registry, Filing: filing, Audit: h.audit,
 		Journal: jr, DevIdentity: !o.noDevIdentity, Logger: logger, Authenticator: authn, MaxExportRows: o.maxExportRows,
-		AuditKeys: hubKeys.SelfVerifier, OperationLog: h.oplog}))
+		AuditKeys: hubKeys.SelfVerifier, OperationLog: h.oplog, Keyring: kr}))
 	h.srv = httptest.NewUnstartedServer(server.Handler())
 	if o.tls != nil {
 		h.srv.TLS = o.tls

@@ -27,8 +27,8 @@ func (c *Config) portalDefaults() {
 	if c.Warnings == nil && c.Pool != nil && c.Units != nil {
 		c.Warnings, _ = warning.New(warning.Config{Pool: c.Pool, Units: c.Units, Now: c.Now, AuditNotify: notify, Logger: c.Logger})
 	}
-	if c.Leads == nil && c.Pool != nil {
-		c.Leads, _ = lead.New(lead.Config{Pool: c.Pool, Now: c.Now, AuditNotify: notify, Logger: c.Logger})
+	if c.Leads == nil && c.Pool != nil && c.Keyring != nil {
+		c.Leads, _ = lead.New(lead.Config{Pool: c.Pool, Keyring: c.Keyring, Now: c.Now, AuditNotify: notify, Logger: c.Logger})
 	}
 }
 
@@ -96,7 +96,7 @@ func (s *server) listLeads(w http.ResponseWriter, r *http.Request) error {
 	if f.Limit, err = limitParam(q); err != nil {
 		return err
 	}
-	list, err := lead.List(r.Context(), s.cfg.Pool, f)
+	list, err := s.cfg.Leads.List(r.Context(), s.cfg.Pool, f)
 	if err != nil {
 		return err
 	}
@@ -121,7 +121,7 @@ func (s *server) getLead(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	l, err := lead.Get(r.Context(), s.cfg.Pool, id, s.scopeOf(r.Context()))
+	l, err := s.cfg.Leads.Get(r.Context(), s.cfg.Pool, id, s.scopeOf(r.Context()))
 	if errors.Is(err, lead.ErrNotFound) {
 		return unknownLead(id)
 	}
