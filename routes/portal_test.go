@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -17,7 +18,10 @@ import (
 
 	"zhianhub/adapters/auth"
 	"zhianhub/contracts/events"
+	"zhianhub/crypto/fieldenc"
+	"zhianhub/crypto/keystore"
 	"zhianhub/routes"
+	"zhianhub/store"
 	"zhianhub/store/deadletter"
 	"zhianhub/store/lead"
 	"zhianhub/store/storetest"
@@ -52,7 +56,7 @@ func newPortalRig(t *testing.T) *portalRig {
 	must(t, err)
 	ws, err := warning.New(warning.Config{Pool: r.pool, Units: auth.DemoUnitTree()})
 	must(t, err)
-	ls, err := lead.New(lead.Config{Pool: r.pool})
+	ls, err := lead.New(lead.Config{Pool: r.pool, Keyring: portalKeyring(t, r.pool)})
 	must(t, err)
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	p, err := routes.NewPortal(routes.PortalConfig{AMQPURL: amqpURL, Pool: r.pool, Contracts: r.reg, DeadLetters: dl,
@@ -69,6 +73,19 @@ func newPortalRig(t *testing.T) *portalRig {
 		conn.Close()
 	})
 	return r
+}
+
+// portalKeyring opens the field encryption keys of pool's database under a
+// node key store of the test's own.
+func portalKeyring(t *testing.T, pool *pgxpool.Pool) *fieldenc.Keyring {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "keys")
+	must(t, keystore.Generate(dir, hubNode, nil))
+	ks, err := keystore.Load(dir, keystore.LoadOptions{})
+	must(t, err)
+	kr, err := fieldenc.Open(context.Background(), store.NewDataKeys(pool), ks)
+	must(t, err)
+	return kr
 }
 
 // event returns the contract's example of kind with messageId id and the

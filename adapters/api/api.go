@@ -25,8 +25,9 @@
 //
 // Personal data is masked by default: the ID number and name with
 // registry.MaskIDNo and registry.MaskName, addresses by MaskAddress, the
-// birth date down to its year. Clear values need the permission
-// person.unmask (role "unmask") and a stated reason. Every read of a person's record, history or controls and
+// birth date down to its year; the ID and mobile numbers in a lead's text
+// with MaskText. Clear values need the permission person.unmask (role
+// "unmask") and a stated reason. Every read of a person's record, history or controls and
 // every search by ID number is audited before the data is returned; a
 // failed audit fails the request.
 //
@@ -97,10 +98,26 @@
 //     machine's refusal is 409 E130 naming the state; a bad body member
 //     is 422 E120. Each step is audited in its own transaction
 //     (warning.<step>), with its event (warning.signed, warning.feedback)
-//     in the outbox; reads of warnings and leads are not audited (they
-//     carry no ID number, name or address), the export is (warning.export).
-//     The officer's number defaults to the caller's user id when that is
-//     6-8 digits. Lead texts are shown as registered.
+//     in the outbox; reads of warnings are not audited (they carry no ID
+//     number, name or address), the export is (warning.export). The
+//     officer's number defaults to the caller's user id when that is 6-8
+//     digits.
+//   - Leads' texts are personal data: a hotline or walk-in account names
+//     people with their ID and telephone numbers and addresses. They are
+//     stored encrypted (store/lead) and shown masked by default: MaskText
+//     masks the 18-character ID numbers (GB 11643 pattern, as MaskIDNo)
+//     and the 11-digit mobile numbers (139****5678), full-width digits
+//     included; names, addresses, landlines and 15-digit ID numbers are
+//     not recognised in free text and stay as written (masking them would
+//     need guessing, and the receiving unit has to act on the account).
+//     GET /leads/{leadId}?unmask=true shows one lead's text in clear to
+//     the permission person.unmask with a stated reason, as for persons
+//     (audited lead.unmask before the answer; a refusal audited with
+//     result "denied"); lists are masked always. Every read of leads is
+//     audited (lead.read: the lead, or the numbers of the listed leads),
+//     since masking cannot remove every personal detail from free text.
+//     The answer to POST /leads is masked too (the registration itself is
+//     audited as lead.register).
 //   - OpenAPI forbids two templates that differ only in parameter names, so
 //     the document names the parameter of POST /filings/{kind} and
 //     GET /filings/{id} "kindOrId".
@@ -160,6 +177,7 @@ import (
 	"zhianhub/adapters/httpapi"
 	"zhianhub/adapters/sheet"
 	"zhianhub/contracts/events"
+	"zhianhub/crypto/fieldenc"
 	"zhianhub/routes"
 	"zhianhub/store/audit"
 	"zhianhub/store/inbox"
@@ -215,7 +233,8 @@ type Config struct {
 	// /tasks/export); more is refused, 400. Default DefaultMaxExportRows.
 	MaxExportRows int
 	// Warnings and Leads are the portal's warnings and leads. Default:
-	// built on Pool and Units, without city feedback.
+	// built on Pool and Units (Leads also on Keyring), without city
+	// feedback.
 	Warnings *warning.Service
 	Leads    *lead.Service
 	// Live wakes the inbox streams (GET /inbox/stream): the process's one
@@ -225,6 +244,9 @@ type Config struct {
 	// Heartbeat is the interval of the comment lines that keep an inbox
 	// stream open through proxies. Default DefaultHeartbeat.
 	Heartbeat time.Duration
+	// Keyring is the field encryption of the default Leads (their texts
+	// are stored encrypted); unused when Leads is given.
+	Keyring *fieldenc.Keyring
 }
 
 func (c *Config) setDefaults() {
@@ -266,7 +288,7 @@ func (c Config) Validate() error {
 		{"Pool", c.Pool == nil}, {"Registry", c.Registry == nil}, {"Filing", c.Filing == nil},
 		{"Audit", c.Audit == nil}, {"Journal", c.Journal == nil}, {"Logger", c.Logger == nil},
 		{"Authenticator", c.Authenticator == nil}, {"Now", c.Now == nil}, {"Access", c.Access == nil}, {"Units", c.Units == nil},
-		{"AuditKeys", c.AuditKeys == nil}, {"Warnings", c.Warnings == nil}, {"Leads", c.Leads == nil},
+		{"AuditKeys", c.AuditKeys == nil}, {"Warnings", c.Warnings == nil}, {"Leads (or Keyring)", c.Leads == nil},
 	} {
 		if f.missing {
 			errs = append(errs, fmt.Errorf("%s is required", f.name))

@@ -9,6 +9,7 @@ import (
 
 	"zhianhub/adapters/api"
 	"zhianhub/crypto"
+	"zhianhub/crypto/fieldenc"
 	"zhianhub/routes"
 	"zhianhub/store/audit"
 	"zhianhub/store/journal"
@@ -18,7 +19,8 @@ import (
 func TestConfigValidate(t *testing.T) {
 	full := func() api.Config {
 		return api.Config{Pool: new(pgxpool.Pool), Registry: new(registry.Registry), Filing: new(routes.Filing),
-			Audit: new(audit.Writer), Journal: journal.New(nil), AuditKeys: func(crypto.KeyID) (crypto.Verifier, bool) { return nil, false }}
+			Audit: new(audit.Writer), Journal: journal.New(nil), AuditKeys: func(crypto.KeyID) (crypto.Verifier, bool) { return nil, false },
+			Keyring: new(fieldenc.Keyring)}
 	}
 	for _, tc := range []struct {
 		name   string
@@ -32,6 +34,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no audit", func(c *api.Config) { c.Audit = nil }, "Audit is required"},
 		{"no journal", func(c *api.Config) { c.Journal = nil }, "Journal is required"},
 		{"no audit keys", func(c *api.Config) { c.AuditKeys = nil }, "AuditKeys is required"},
+		{"no keyring for the leads", func(c *api.Config) { c.Keyring = nil }, "Leads (or Keyring) is required"},
 		{"export rows negative", func(c *api.Config) { c.MaxExportRows = -1 }, "MaxExportRows"},
 		{"export rows past a worksheet", func(c *api.Config) { c.MaxExportRows = 1 << 20 }, "MaxExportRows"},
 		{"export rows set", func(c *api.Config) { c.MaxExportRows = 10 }, ""},

@@ -186,7 +186,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	must(t, err)
 	must(t, api.Mount(server.Router(), api.Config{Pool: h.pool, Registry: h.registry, Filing: filing, Audit: h.audit,
 		Journal: jr, DevIdentity: !o.noDevIdentity, Logger: logger, Authenticator: authn, MaxExportRows: o.maxExportRows,
-		AuditKeys: hubKeys.SelfVerifier, Live: h.live, OperationLog: h.oplog, Heartbeat: o.heartbeat}))
+		AuditKeys: hubKeys.SelfVerifier, Live: h.live, OperationLog: h.oplog, Keyring: kr, Heartbeat: o.heartbeat}))
 	if o.timeouts > 0 {
 		must(t, server.Start(ctx))
 		h.server, h.url, h.client = server, "http://"+server.Addr(), &http.Client{}

@@ -8,6 +8,7 @@ import (
 	"zhianhub/adapters/auth"
 	"zhianhub/adapters/httpapi"
 	"zhianhub/envelope"
+	"zhianhub/store/audit"
 	"zhianhub/store/lead"
 	"zhianhub/store/warning"
 )
@@ -15,7 +16,17 @@ import (
 // Leads (信息线索): POST /leads registers one (merged into an earlier lead
 // with the same content, see package store/lead), GET /leads lists the
 // leads of the caller's subtree, GET /leads/{leadId} shows one with its
-// duplicates. The text is shown as it was registered.
+// duplicates. A lead's text is an account that routinely names people
+// with their ID and telephone numbers: it is shown with those numbers
+// masked (MaskText), in clear only by GET /leads/{leadId}?unmask=true with
+// the permission person.unmask and a stated reason. Every read is audited
+// before the answer (lead.read, lead.unmask).
+
+// Audit actions of lead reads.
+const (
+	ActionLeadRead   = "lead.read"   // a read of leads with their texts masked (one lead, or a list)
+	ActionLeadUnmask = "lead.unmask" // a read of a lead's text in clear (role unmask and a reason)
+)
 
 // portalDefaults builds the warnings and leads services on Pool when the
 // configuration has none (without city feedback: serve wires that).
@@ -27,8 +38,8 @@ func (c *Config) portalDefaults() {
 	if c.Warnings == nil && c.Pool != nil && c.Units != nil {
 		c.Warnings, _ = warning.New(warning.Config{Pool: c.Pool, Units: c.Units, Now: c.Now, AuditNotify: notify, Logger: c.Logger})
 	}
-	if c.Leads == nil && c.Pool != nil {
-		c.Leads, _ = lead.New(lead.Config{Pool: c.Pool, Now: c.Now, AuditNotify: notify, Logger: c.Logger})
+	if c.Leads == nil && c.Pool != nil && c.Keyring != nil {
+		c.Leads, _ = lead.New(lead.Config{Pool: c.Pool, Keyring: c.Keyring, Now: c.Now, AuditNotify: notify, Logger: c.Logger})
 	}
 }
 
@@ -44,25 +55,32 @@ type leadLinkView struct {
 }
 
 type leadView struct {
-	LeadID       string         `json:"leadId"`
-	Source       string         `json:"source"`
-	SourceName   string         `json:"sourceName"`
-	Category     string         `json:"category"`
-	Content      string         `json:"content"`
-	Region       string         `json:"region"`
-	Unit         string         `json:"unit"`
-	UnitName     string         `json:"unitName,omitempty"`
-	Officer      string         `json:"officer"`
-	RegisteredAt time.Time      `json:"registeredAt"`
-	MergedInto   string         `json:"mergedInto,omitempty"`
-	Via          string         `json:"via"`
-	CreatedAt    time.Time      `json:"createdAt"`
-	Duplicates   []leadLinkView `json:"duplicates,omitempty"`
+	LeadID       string    `json:"leadId"`
+	Source       string    `json:"source"`
+	SourceName   string    `json:"sourceName"`
+	Category     string    `json:"category"`
+	Content      string    `json:"content"`
+	Region       string    `json:"region"`
+	Unit         string    `json:"unit"`
+	UnitName     string    `json:"unitName,omitempty"`
+	Officer      string    `json:"officer"`
+	RegisteredAt time.Time `json:"registeredAt"`
+	MergedInto   string    `json:"mergedInto,omitempty"`
+	Via          string    `json:"via"`
+	CreatedAt    time.Time `json:"createdAt"`
+	// Masked: the ID and mobile numbers in Content are masked.
+	Masked     bool           `json:"masked"`
+	Duplicates []leadLinkView `json:"duplicates,omitempty"`
 }
 
-func (s *server) viewLead(l lead.Lead) leadView {
-	v := leadView{LeadID: l.LeadID, Source: l.Source, SourceName: lead.SourceNames[l.Source], Category: l.Category, Content: l.Content,
-		Region: l.Region, Unit: l.Unit, UnitName: s.cfg.Units.Name(l.Unit), Officer: l.Officer, RegisteredAt: local(l.RegisteredAt),
+// viewLead shows a lead; masked: its text through MaskText.
+func (s *server) viewLead(l lead.Lead, masked bool) leadView {
+	content := l.Content
+	if masked {
+		content = MaskText(content)
+	}
+	v := leadView{LeadID: l.LeadID, Source: l.Source, SourceName: lead.SourceNames[l.Source], Category: l.Category, Content: content,
+		Masked: masked, Region: l.Region, Unit: l.Unit, UnitName: s.cfg.Units.Name(l.Unit), Officer: l.Officer, RegisteredAt: local(l.RegisteredAt),
 		MergedInto: l.MergedInto, Via: l.Via, CreatedAt: local(l.CreatedAt)}
 	for _, d := range l.Duplicates {
 		v.Duplicates = append(v.Duplicates, leadLinkView{LeadID: d.LeadID, Unit: d.Unit, Officer: d.Officer, Source: d.Source,
@@ -96,13 +114,19 @@ func (s *server) listLeads(w http.ResponseWriter, r *http.Request) error {
 	if f.Limit, err = limitParam(q); err != nil {
 		return err
 	}
-	list, err := lead.List(r.Context(), s.cfg.Pool, f)
+	list, err := s.cfg.Leads.List(r.Context(), s.cfg.Pool, f)
 	if err != nil {
 		return err
 	}
 	out := make([]leadView, 0, len(list))
+	ids := make([]string, 0, len(list))
 	for _, l := range list {
-		out = append(out, s.viewLead(l))
+		out = append(out, s.viewLead(l, true))
+		ids = append(ids, l.LeadID)
+	}
+	if err := s.record(r.Context(), audit.Entry{Action: ActionLeadRead, Object: "leads", Result: "ok",
+		Detail: map[string]any{"view": "list", "masked": true, "leadIds": ids}}); err != nil {
+		return err // no audit, no data
 	}
 	body := map[string]any{"leads": out}
 	if len(list) == f.Limit {
@@ -112,23 +136,46 @@ func (s *server) listLeads(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// getLead answers GET /leads/{leadId}.
+// getLead answers GET /leads/{leadId}?unmask=&reason=: the lead with its
+// text masked, in clear with unmask=true, the role and a reason.
 func (s *server) getLead(w http.ResponseWriter, r *http.Request) error {
-	if _, err := query(r); err != nil {
+	ctx := r.Context()
+	q, err := query(r, "unmask", "reason")
+	if err != nil {
 		return err
 	}
 	id, err := numberParam(r, "leadId", 20)
 	if err != nil {
 		return err
 	}
-	l, err := lead.Get(r.Context(), s.cfg.Pool, id, s.scopeOf(r.Context()))
+	unmask, err := boolParam(q, "unmask")
+	if err != nil {
+		return err
+	}
+	reason, err := reasonParam(q)
+	if err != nil {
+		return err
+	}
+	if unmask {
+		if err := s.allowUnmaskAs(ctx, ActionLeadUnmask, id, reason); err != nil {
+			return err
+		}
+	}
+	l, err := s.cfg.Leads.Get(ctx, s.cfg.Pool, id, s.scopeOf(ctx))
 	if errors.Is(err, lead.ErrNotFound) {
 		return unknownLead(id)
 	}
 	if err != nil {
 		return err
 	}
-	httpapi.WriteJSON(w, http.StatusOK, s.viewLead(l))
+	e := audit.Entry{Action: ActionLeadRead, Object: id, Result: "ok", Reason: reason, Detail: map[string]any{"view": "lead", "masked": !unmask}}
+	if unmask {
+		e.Action, e.Role = ActionLeadUnmask, RoleUnmask
+	}
+	if err := s.record(ctx, e); err != nil {
+		return err // no audit, no data
+	}
+	httpapi.WriteJSON(w, http.StatusOK, s.viewLead(l, !unmask))
 	return nil
 }
 
@@ -192,6 +239,6 @@ func (s *server) registerLead(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("Location", Prefix+"/leads/"+l.LeadID)
-	httpapi.WriteJSON(w, http.StatusCreated, s.viewLead(l))
+	httpapi.WriteJSON(w, http.StatusCreated, s.viewLead(l, true))
 	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"zhianhub/adapters/api"
 	"zhianhub/adapters/auth"
 	"zhianhub/crypto"
+	"zhianhub/crypto/fieldenc"
 	"zhianhub/routes"
 	"zhianhub/store/audit"
 	"zhianhub/store/journal"
@@ -184,7 +185,8 @@ func mountedRouter(t *testing.T) chi.Router {
 	r := chi.NewRouter()
 	must(t, api.Mount(r, api.Config{Pool: new(pgxpool.Pool), Registry: new(registry.Registry), Filing: new(routes.Filing),
 		Audit: new(audit.Writer), Journal: journal.New(nil), DevIdentity: true, Access: noLocalAccess{},
-		AuditKeys: func(crypto.KeyID) (crypto.Verifier, bool) { return nil, false }}))
+		AuditKeys: func(crypto.KeyID) (crypto.Verifier, bool) { return nil, false },
+		Keyring:   new(fieldenc.Keyring)}))
 	return r
 }
 

@@ -76,9 +76,15 @@ func (s *server) getPerson(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// allowUnmask checks the role and the reason of a request for clear data;
-// a refusal is audited.
+// allowUnmask checks the role and the reason of a request for a person's
+// clear data; a refusal is audited.
 func (s *server) allowUnmask(ctx context.Context, personNo, reason string) error {
+	return s.allowUnmaskAs(ctx, ActionPersonUnmask, personNo, reason)
+}
+
+// allowUnmaskAs checks the role and the reason of a request for clear data
+// about object; a refusal is audited as action, result "denied".
+func (s *server) allowUnmaskAs(ctx context.Context, action, object, reason string) error {
 	id, _ := auth.IdentityFrom(ctx)
 	var refused *Error
 	switch {
@@ -89,7 +95,7 @@ func (s *server) allowUnmask(ctx context.Context, personNo, reason string) error
 	default:
 		return nil
 	}
-	if err := s.record(ctx, audit.Entry{Action: ActionPersonUnmask, Object: personNo, Result: "denied",
+	if err := s.record(ctx, audit.Entry{Action: action, Object: object, Result: "denied",
 		Reason: refused.Message, Detail: map[string]any{"statedReason": reason}}); err != nil {
 		return err
 	}

@@ -283,3 +283,112 @@ func nonNil(s []string) []string {
 	}
 	return s
 }
+
+// MaskText masks the identifiers recognisable in a free text (a lead's
+// account) for display, leaving the rest as written:
+//
+//   - 18-character ID numbers (GB 11643: a 6-digit region not starting
+//     with 0, a birth date 18xx-20xx with a valid month and day, a 3-digit
+//     serial and a check digit or X) keep their first 6 and last 4
+//     characters, as MaskIDNo;
+//   - 11-digit mobile numbers (1, then 3-9, then 9 digits; optionally
+//     written 3-4-4 with single hyphens or spaces) keep their first 3 and
+//     last 4 digits.
+//
+// Full-width digits, letters, hyphens and the ideographic space count as
+// their ASCII forms (NFKC), so "３１０１…" is masked too. A number directly
+// preceded or followed by another digit is part of a longer number (a lead
+// or case number) and left alone. Names and addresses are not recognised
+// in free text: they are not masked.
+func MaskText(s string) string {
+	r := []rune(s)
+	f := make([]rune, len(r)) // r folded to ASCII where NFKC would
+	for i, c := range r {
+		switch {
+		case c >= 0xFF01 && c <= 0xFF5E:
+			f[i] = c - 0xFEE0
+		case c == 0x3000:
+			f[i] = ' '
+		default:
+			f[i] = c
+		}
+	}
+	masked := false
+	for i := 0; i < len(f); i++ {
+		if !isDigitRune(f[i]) || i > 0 && isDigitRune(f[i-1]) {
+			continue
+		}
+		if n := matchIDNo(f[i:]); n > 0 && (i+n == len(f) || !isDigitRune(f[i+n])) {
+			for j := i + 6; j < i+n-4; j++ {
+				r[j] = '*'
+			}
+			masked, i = true, i+n-1
+			continue
+		}
+		if n := matchMobile(f[i:]); n > 0 && (i+n == len(f) || !isDigitRune(f[i+n])) {
+			d := 0
+			for j := i; j < i+n; j++ {
+				if isDigitRune(f[j]) {
+					if d >= 3 && d < 7 {
+						r[j] = '*'
+					}
+					d++
+				}
+			}
+			masked, i = true, i+n-1
+		}
+	}
+	if !masked {
+		return s
+	}
+	return string(r)
+}
+
+func isDigitRune(c rune) bool { return c >= '0' && c <= '9' }
+
+func twoDigits(f []rune) int { return int(f[0]-'0')*10 + int(f[1]-'0') }
+
+// matchIDNo returns 18 if f starts with an 18-character ID number
+// (GB 11643), else 0.
+func matchIDNo(f []rune) int {
+	if len(f) < 18 || f[0] == '0' {
+		return 0
+	}
+	for _, c := range f[:17] {
+		if !isDigitRune(c) {
+			return 0
+		}
+	}
+	if c := f[17]; !isDigitRune(c) && c != 'X' && c != 'x' {
+		return 0
+	}
+	century, month, day := twoDigits(f[6:8]), twoDigits(f[10:12]), twoDigits(f[12:14])
+	if century < 18 || century > 20 || month < 1 || month > 12 || day < 1 || day > 31 {
+		return 0
+	}
+	return 18
+}
+
+// matchMobile returns the length of the mobile number f starts with
+// (11 digits, or 13 characters written 3-4-4), else 0.
+func matchMobile(f []rune) int {
+	if len(f) < 11 || f[0] != '1' || f[1] < '3' || f[1] > '9' || !isDigitRune(f[2]) {
+		return 0
+	}
+	n := 3
+	for range 2 {
+		if n < len(f) && (f[n] == '-' || f[n] == ' ') {
+			n++
+		}
+		if n+4 > len(f) {
+			return 0
+		}
+		for _, c := range f[n : n+4] {
+			if !isDigitRune(c) {
+				return 0
+			}
+		}
+		n += 4
+	}
+	return n
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -299,5 +300,69 @@ func TestLeadsAPI(t *testing.T) {
 	waitFor(t, "registrations audited", func() bool { return len(h.audits("lead.register")) == 2 })
 	if a := h.audits("lead.register")[1]; a.Actor != stationOfficer.id || a.Detail["mergedInto"] != id {
 		t.Errorf("audit %+v", a)
+	}
+	// Reads are audited: the GET of the primary, two lists by 徐汇 and one
+	// (empty) by 浦东; the GET refused to 浦东 (404) is not a read.
+	reads := h.audits("lead.read")
+	if len(reads) != 4 || reads[0].Object != id || reads[0].Detail["masked"] != true || reads[2].Detail["view"] != "list" ||
+		len(reads[2].Detail["leadIds"].([]any)) != 2 {
+		t.Errorf("read audits %+v", reads)
+	}
+}
+
+// TestLeadsMasked: a lead's text is shown with its ID and mobile numbers
+// masked, in clear only with the unmask role and a reason (audited, and
+// audited when refused); the stored text is not in clear.
+func TestLeadsMasked(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	// Test data: a made-up ID number and mobile numbers.
+	const text = "来访群众张测试（身份证 31010419860517135X，电话 13912345678、139-1234-5679）反映楼道堆物，线索号 3101042026112700004213912345678。"
+	const masked = "来访群众张测试（身份证 310104********135X，电话 139****5678、139-****-5679）反映楼道堆物，线索号 3101042026112700004213912345678。"
+	r := h.call(stationOfficer, http.MethodPost, "/api/v1/leads", map[string]string{"source": "walk-in", "category": "0105", "content": text, "officer": "1023457"})
+	if v := r.json(t); r.status != http.StatusCreated || v["content"] != masked || v["masked"] != true {
+		t.Fatalf("register: %d %s", r.status, r.body)
+	}
+	id := r.json(t)["leadId"].(string)
+	for _, u := range []user{officer, stationOfficer} {
+		r = h.call(u, http.MethodGet, "/api/v1/leads/"+id, nil)
+		if v := r.json(t); r.status != http.StatusOK || v["content"] != masked || v["masked"] != true {
+			t.Errorf("%s reads %d %s", u.id, r.status, r.body)
+		}
+	}
+	r = h.call(officer, http.MethodGet, "/api/v1/leads", nil)
+	if leads := r.json(t)["leads"].([]any); r.status != http.StatusOK || len(leads) != 1 || leads[0].(map[string]any)["content"] != masked {
+		t.Errorf("list: %s", r.body)
+	}
+
+	// Unmask: the role and a reason, else 403 / 400, each audited.
+	expectError(t, h.call(officer, http.MethodGet, "/api/v1/leads/"+id+"?unmask=true&reason=核查", nil), 403, "E403", "unmask")
+	expectError(t, h.call(stationOfficer, http.MethodGet, "/api/v1/leads/"+id+"?unmask=true", nil), 400, "E100", "理由")
+	r = h.call(stationOfficer, http.MethodGet, "/api/v1/leads/"+id+"?unmask=true&reason="+url.QueryEscape("核查来访人身份"), nil)
+	if v := r.json(t); r.status != http.StatusOK || v["content"] != text || v["masked"] != false {
+		t.Fatalf("unmasked: %d %s", r.status, r.body)
+	}
+	expectError(t, h.call(pudongOfficer, http.MethodGet, "/api/v1/leads/"+id+"?unmask=false", nil), 404, "E131", id)
+	var denied, ok []auditRow
+	for _, a := range h.audits("lead.unmask") {
+		if a.Result == "denied" {
+			denied = append(denied, a)
+		} else {
+			ok = append(ok, a)
+		}
+	}
+	if len(denied) != 2 || denied[0].Actor != officer.id || denied[0].Object != id || denied[1].Actor != stationOfficer.id {
+		t.Errorf("refused unmasks audited %+v", denied)
+	}
+	if len(ok) != 1 || ok[0].Reason != "核查来访人身份" || ok[0].Object != id || ok[0].Role != "unmask" || ok[0].Detail["masked"] != false {
+		t.Errorf("unmask audited %+v", ok)
+	}
+
+	// At rest: neither the text nor its numbers.
+	var sealed []byte
+	must(t, h.pool.QueryRow(context.Background(), `SELECT content_enc FROM lead WHERE lead_id = $1`, id).Scan(&sealed))
+	for _, part := range []string{"31010419860517135X", "13912345678", "张测试"} {
+		if bytes.Contains(sealed, []byte(part)) {
+			t.Errorf("stored text contains %q", part)
+		}
 	}
 }

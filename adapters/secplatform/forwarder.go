@@ -29,6 +29,7 @@ const (
 	ActionChainBreak       = audit.ActionChainBreak
 	ActionDeadLetterGrowth = "security.dead_letter_growth"
 	ActionUnmask           = "person.unmask"
+	ActionLeadUnmask       = "lead.unmask" // a lead's text in clear
 	ActionMessageReceive   = "message.receive"
 )
 
@@ -50,7 +51,7 @@ type Entry struct {
 // candidates are the actions Classify may turn into events: the forwarder
 // reads only these.
 var candidates = []string{ActionAuthFailure, ActionAuthFailureGW, ActionSignatureFailure, ActionChainBreak,
-	ActionDeadLetterGrowth, ActionUnmask, ActionMessageReceive}
+	ActionDeadLetterGrowth, ActionUnmask, ActionLeadUnmask, ActionMessageReceive}
 
 // Classify turns a security-relevant audit entry into an event: an
 // authentication failure, a signature failure (bad signature or unknown
@@ -98,7 +99,7 @@ func Classify(e Entry) (Event, bool) {
 		if n, ok := e.Detail["unresolved"].(float64); ok {
 			ev.Ext["cn1Label"], ev.Ext["cn1"] = "unresolved", strconv.FormatInt(int64(n), 10)
 		}
-	case e.Action == ActionUnmask:
+	case e.Action == ActionUnmask || e.Action == ActionLeadUnmask:
 		ev.SignatureID, ev.Name, ev.Severity = "UNMASK", "个人信息明文查看", 3
 	default:
 		return Event{}, false

@@ -296,3 +296,22 @@ func TestForwarder(t *testing.T) {
 		t.Fatalf("quiet round = %d, %v", n, err)
 	}
 }
+
+// TestClassifyUnmask: the clear reading of a person's record and of a
+// lead's text are both UNMASK events; a masked read is none.
+func TestClassifyUnmask(t *testing.T) {
+	for _, tc := range []struct {
+		action string
+		event  bool
+	}{
+		{secplatform.ActionUnmask, true},
+		{secplatform.ActionLeadUnmask, true},
+		{"lead.read", false},
+		{"person.read", false},
+	} {
+		ev, ok := secplatform.Classify(secplatform.Entry{Action: tc.action, Result: "ok", Actor: "officer7", Object: "31010420261127900001"})
+		if ok != tc.event || ok && (ev.SignatureID != "UNMASK" || ev.Ext["cs3"] != "31010420261127900001") {
+			t.Errorf("%s: %+v %v", tc.action, ev, ok)
+		}
+	}
+}

@@ -50,6 +50,7 @@ type busRoutes struct {
 	pool     *pgxpool.Pool
 	audit    *audit.Writer
 	registry *registry.Registry
+	keyring  *fieldenc.Keyring // field encryption (registry, leads)
 	inbound  *routes.Inbound
 	relay    *routes.Relay
 	filing   *routes.Filing
@@ -87,7 +88,7 @@ func newBusRoutes(ctx context.Context, cfg config.Config, logger *slog.Logger, k
 	}
 	jr := journal.New(pool)
 	checker := transforms.Checker{Validator: validator}
-	b := &busRoutes{cfg: cfg, logger: logger, keys: ks, pool: pool, audit: aw, registry: reg,
+	b := &busRoutes{cfg: cfg, logger: logger, keys: ks, pool: pool, audit: aw, registry: reg, keyring: kr,
 		exchange: cfg.Exchange.MPSExchange, queue: mpsbus.NodeQueue(cfg.Exchange.MPSExchange, ks.Node())}
 	b.topoErr.Store("not yet declared")
 	if b.relay, err = routes.NewRelay(routes.RelayConfig{
@@ -145,8 +146,8 @@ func (b *busRoutes) mount(r chi.Router, a *apiAuth, oplog api.OperationLog) {
 	cfg := api.Config{
 		Pool: b.pool, Registry: b.registry, Filing: b.filing, Audit: b.audit, Journal: journal.New(b.pool),
 		DevIdentity: b.cfg.DevIdentity, Logger: b.logger, Authenticator: a.authn, Units: a.units, Events: b.events, AuditKeys: b.keys.SelfVerifier,
-		OperationLog: oplog,
-		Live:         b.live,
+		OperationLog: oplog, Keyring: b.keyring,
+		Live: b.live,
 	}
 	b.casework.apiConfig(&cfg)
 	if err := api.Mount(r, cfg); err != nil {

@@ -38,7 +38,7 @@ func newCasework(cfg config.Config, logger *slog.Logger, b *busRoutes, units *au
 		Notify: b.relay.Notify, AuditNotify: b.audit.Notify, Logger: logger}); err != nil {
 		return nil, err
 	}
-	if p.leads, err = lead.New(lead.Config{Pool: b.pool, AuditNotify: b.audit.Notify, Logger: logger}); err != nil {
+	if p.leads, err = lead.New(lead.Config{Pool: b.pool, Keyring: b.keyring, AuditNotify: b.audit.Notify, Logger: logger}); err != nil {
 		return nil, err
 	}
 	dl, err := deadletter.New(b.pool, deadletter.Config{Auditor: b.audit, Actor: b.keys.Node()})

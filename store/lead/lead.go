@@ -10,22 +10,33 @@
 //     (full-width letters, digits and punctuation fold to their usual
 //     forms, e.g. "１２３，ＡＢ" → "123,AB"), every whitespace character
 //     removed (spaces, ideographic spaces U+3000, line breaks, tabs), and
-//     lower case. The SM3 digest of the normalized text is stored
-//     (content_hash) and compared. A new lead that matches a primary lead
-//     is stored as its duplicate (mergedInto = the primary's number, the
-//     earliest match); the primary lists every duplicate with the unit
-//     and officer that registered it and how (api or bus). Nothing is
-//     deleted: each duplicate keeps its own number, text and registrant.
-//     Registrations of one (category, region, digest) are serialized by a
+//     lower case. What is stored and compared is a keyed blind index of
+//     the normalized text (content_index: HMAC-SM3 under the blind-index
+//     key of crypto/fieldenc, domain IndexDomain), not a plain digest, so
+//     that a reader of the database cannot confirm a guessed text (a
+//     name, an ID number) by hashing it; the index is per deployment (its
+//     key is in the database's data keys, wrapped by the node key). A new
+//     lead that matches a primary lead is stored as its duplicate
+//     (mergedInto = the primary's number, the earliest match); the primary
+//     lists every duplicate with the unit and officer that registered it
+//     and how (api or bus). Nothing is deleted: each duplicate keeps its
+//     own number, text and registrant.
+//     Registrations of one (category, region, index) are serialized by a
 //     transaction-scoped advisory lock, so concurrent duplicates (in
 //     several processes) are merged too. Words are not stemmed, nor
 //     punctuation dropped: a lead that differs in more than layout and
 //     width is a new lead.
-//   - The text is stored as given (not normalized, not masked, not
-//     encrypted): it is an officer's or a citizen's account, which the
-//     receiving unit reads whole; the normalized form exists only as its
-//     digest. Nothing here filters, scores or counts people by ethnicity,
-//     religion or health; the text is not analysed beyond the digest.
+//   - The text is stored only encrypted (content_enc: SM4-GCM with the
+//     field encryption of crypto/fieldenc, as the registry's personal
+//     data), its additional data binding it to "lead.content/<leadId>" so
+//     that a ciphertext copied to another lead does not decrypt. A
+//     hotline or walk-in account routinely names people, their ID and
+//     telephone numbers and addresses. It is encrypted as given (not
+//     normalized, not masked): the receiving unit reads it whole, and
+//     masking for display is the API's (adapters/api). The normalized form
+//     exists only as its blind index. Nothing here filters, scores or
+//     counts people by ethnicity, religion or health; the text is not
+//     analysed beyond the index.
 //   - Numbers of leads registered through the API: the registering unit's
 //     county (first 6 digits), the date (China Standard Time, 8 digits)
 //     and a serial of 6 digits from 900001 up (lead_serial). Modules
@@ -50,11 +61,11 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/emmansun/gmsm/sm3"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/text/unicode/norm"
 
+	"zhianhub/crypto/fieldenc"
 	"zhianhub/store"
 	"zhianhub/store/audit"
 )
@@ -137,10 +148,33 @@ func Normalize(s string) string {
 	return b.String()
 }
 
-// Digest is the SM3 digest of Normalize(s).
-func Digest(s string) []byte {
-	h := sm3.Sum([]byte(Normalize(s)))
-	return h[:]
+// IndexDomain is the blind-index domain of the leads' normalized texts.
+const IndexDomain = "lead.content"
+
+// Index is the keyed blind index of Normalize(s) (HMAC-SM3 under the
+// keyring's blind-index key): equal for texts that duplicates share, and
+// not computable without the key.
+func (s *Service) Index(content string) []byte {
+	return s.cfg.Keyring.BlindIndex(IndexDomain, []byte(Normalize(content)))
+}
+
+// aad binds an encrypted text to its lead.
+func aad(leadID string) []byte { return []byte("lead.content/" + leadID) }
+
+func (s *Service) seal(leadID, content string) ([]byte, error) {
+	ct, err := s.cfg.Keyring.Encrypt([]byte(content), aad(leadID))
+	if err != nil {
+		return nil, fmt.Errorf("lead: encrypt the content of %s: %w", leadID, err)
+	}
+	return ct, nil
+}
+
+func (s *Service) open(leadID string, ct []byte) (string, error) {
+	pt, err := s.cfg.Keyring.Decrypt(ct, aad(leadID))
+	if err != nil {
+		return "", fmt.Errorf("lead: decrypt the content of %s: %w", leadID, err)
+	}
+	return string(pt), nil
 }
 
 // DefaultWindow is the default merge window.
@@ -149,6 +183,8 @@ const DefaultWindow = 7 * 24 * time.Hour
 // Config configures the Service.
 type Config struct {
 	Pool *pgxpool.Pool
+	// Keyring encrypts the texts and keys their blind index. Required.
+	Keyring *fieldenc.Keyring
 	// Now is the clock of registrations. Default time.Now.
 	Now func() time.Time
 	// Window: leads registered further apart are never merged. Default
@@ -164,6 +200,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.Pool == nil {
 		errs = append(errs, errors.New("lead: Config.Pool is required"))
+	}
+	if c.Keyring == nil {
+		errs = append(errs, errors.New("lead: Config.Keyring is required"))
 	}
 	if c.Window < 0 {
 		errs = append(errs, errors.New("lead: Config.Window must not be negative"))
@@ -299,9 +338,9 @@ func (s *Service) RegisterTx(ctx context.Context, tx pgx.Tx, r Registration) (Le
 	if r.RegisteredAt.IsZero() {
 		r.RegisteredAt = s.cfg.Now()
 	}
-	hash := Digest(r.Content)
+	index := s.Index(r.Content)
 	if r.LeadID != "" {
-		old, err := get(ctx, tx, r.LeadID)
+		old, err := s.get(ctx, tx, r.LeadID)
 		switch {
 		case err == nil:
 			if old.Source == r.Source && old.Category == r.Category && old.Content == r.Content && old.Unit == r.Unit && old.Officer == r.Officer {
@@ -313,14 +352,14 @@ func (s *Service) RegisterTx(ctx context.Context, tx pgx.Tx, r Registration) (Le
 		}
 	}
 	// Serialize the registrations that could be duplicates of each other.
-	key := r.Category + "/" + r.Region + "/" + hex.EncodeToString(hash)
+	key := r.Category + "/" + r.Region + "/" + hex.EncodeToString(index)
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 7))`, key); err != nil {
 		return Lead{}, false, fmt.Errorf("lead: lock: %w", err)
 	}
 	var primary *string
-	err := tx.QueryRow(ctx, `SELECT lead_id FROM lead WHERE merged_into IS NULL AND category = $1 AND region = $2 AND content_hash = $3
+	err := tx.QueryRow(ctx, `SELECT lead_id FROM lead WHERE merged_into IS NULL AND category = $1 AND region = $2 AND content_index = $3
 		AND registered_at BETWEEN $4::timestamptz - $5::interval AND $4::timestamptz + $5::interval
-		ORDER BY registered_at, lead_id LIMIT 1`, r.Category, r.Region, hash, r.RegisteredAt, s.cfg.Window).Scan(&primary)
+		ORDER BY registered_at, lead_id LIMIT 1`, r.Category, r.Region, index, r.RegisteredAt, s.cfg.Window).Scan(&primary)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return Lead{}, false, fmt.Errorf("lead: find duplicates: %w", err)
 	}
@@ -333,15 +372,19 @@ func (s *Service) RegisterTx(ctx context.Context, tx pgx.Tx, r Registration) (Le
 	if r.MessageID != "" {
 		msgID = &r.MessageID
 	}
-	tag, err := tx.Exec(ctx, `INSERT INTO lead (lead_id, source, category, content, content_hash, region, unit, officer, registered_at,
+	sealed, err := s.seal(r.LeadID, r.Content)
+	if err != nil {
+		return Lead{}, false, err
+	}
+	tag, err := tx.Exec(ctx, `INSERT INTO lead (lead_id, source, category, content_enc, content_index, region, unit, officer, registered_at,
 			merged_into, via, actor, message_id)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::uuid) ON CONFLICT DO NOTHING`,
-		r.LeadID, r.Source, r.Category, r.Content, hash, r.Region, r.Unit, r.Officer, r.RegisteredAt, primary, r.Via, r.Actor, msgID)
+		r.LeadID, r.Source, r.Category, sealed, index, r.Region, r.Unit, r.Officer, r.RegisteredAt, primary, r.Via, r.Actor, msgID)
 	if err != nil {
 		return Lead{}, false, fmt.Errorf("lead: insert %s: %w", r.LeadID, err)
 	}
 	if tag.RowsAffected() == 0 { // the event's messageId is known: a redelivery
-		l, err := get(ctx, tx, r.LeadID)
+		l, err := s.get(ctx, tx, r.LeadID)
 		return l, false, err
 	}
 	action := "lead.register"
@@ -356,7 +399,7 @@ func (s *Service) RegisterTx(ctx context.Context, tx pgx.Tx, r Registration) (Le
 		Result: "ok", CorrelationID: r.CorrelationID, Detail: detail}); err != nil {
 		return Lead{}, false, err
 	}
-	l, err := Get(ctx, tx, r.LeadID, nil)
+	l, err := s.Get(ctx, tx, r.LeadID, nil)
 	return l, true, err
 }
 
@@ -374,17 +417,25 @@ func nextNumber(ctx context.Context, tx pgx.Tx, prefix string) (string, error) {
 	return fmt.Sprintf("%s%06d", prefix, n), nil
 }
 
-const columns = `lead_id, source, category, content, region, unit, officer, registered_at, coalesce(merged_into, ''), via, actor, created_at`
+const columns = `lead_id, source, category, content_enc, region, unit, officer, registered_at, coalesce(merged_into, ''), via, actor, created_at`
 
-func scan(r pgx.Row) (Lead, error) {
+// scan reads a row of columns and decrypts its text.
+func (s *Service) scan(r pgx.Row) (Lead, error) {
 	var l Lead
-	err := r.Scan(&l.LeadID, &l.Source, &l.Category, &l.Content, &l.Region, &l.Unit, &l.Officer, &l.RegisteredAt, &l.MergedInto,
+	var sealed []byte
+	err := r.Scan(&l.LeadID, &l.Source, &l.Category, &sealed, &l.Region, &l.Unit, &l.Officer, &l.RegisteredAt, &l.MergedInto,
 		&l.Via, &l.Actor, &l.CreatedAt)
-	return l, err
+	if err != nil {
+		return Lead{}, err
+	}
+	if l.Content, err = s.open(l.LeadID, sealed); err != nil {
+		return Lead{}, err
+	}
+	return l, nil
 }
 
-func get(ctx context.Context, q store.Querier, id string) (Lead, error) {
-	l, err := scan(q.QueryRow(ctx, `SELECT `+columns+` FROM lead WHERE lead_id = $1`, id))
+func (s *Service) get(ctx context.Context, q store.Querier, id string) (Lead, error) {
+	l, err := s.scan(q.QueryRow(ctx, `SELECT `+columns+` FROM lead WHERE lead_id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Lead{}, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
@@ -395,9 +446,9 @@ func get(ctx context.Context, q store.Querier, id string) (Lead, error) {
 }
 
 // Get returns a lead with its duplicates; scope (nil = all) must contain
-// its unit, else ErrNotFound.
-func Get(ctx context.Context, q store.Querier, id string, scope []string) (Lead, error) {
-	l, err := get(ctx, q, id)
+// its unit, else ErrNotFound. The text is decrypted.
+func (s *Service) Get(ctx context.Context, q store.Querier, id string, scope []string) (Lead, error) {
+	l, err := s.get(ctx, q, id)
 	if err != nil {
 		return Lead{}, err
 	}
@@ -431,8 +482,8 @@ type Filter struct {
 }
 
 // List returns the leads f selects, highest number first, without their
-// duplicates.
-func List(ctx context.Context, q store.Querier, f Filter) ([]Lead, error) {
+// duplicates. The texts are decrypted.
+func (s *Service) List(ctx context.Context, q store.Querier, f Filter) ([]Lead, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
@@ -447,7 +498,7 @@ func List(ctx context.Context, q store.Querier, f Filter) ([]Lead, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lead: list: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Lead, error) { return scan(r) })
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Lead, error) { return s.scan(r) })
 	if err != nil {
 		return nil, fmt.Errorf("lead: list: %w", err)
 	}
