@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -66,6 +67,13 @@ func TestUnitTree(t *testing.T) {
 	}
 	if tree.Name("310104000000") != "徐汇分局" || !tree.Contains("310104010000") || tree.Contains("310104990000") || tree.Len() < 20 {
 		t.Errorf("tree: name %q, %d units", tree.Name("310104000000"), tree.Len())
+	}
+	codes := tree.Codes()
+	if len(codes) != tree.Len() || !slices.IsSorted(codes) || codes[0] != "310000000000" || !slices.Contains(codes, "310104020000") {
+		t.Errorf("Codes() = %v", codes)
+	}
+	if tree.Parent("310104020000") != "310104000000" || tree.Parent("310000000000") != "" || tree.Parent("320000000000") != "" {
+		t.Errorf("Parent: %q %q %q", tree.Parent("310104020000"), tree.Parent("310000000000"), tree.Parent("320000000000"))
 	}
 
 	// The embedded demo tree is the deploy example.

@@ -5,7 +5,9 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -99,6 +101,13 @@ func (t *UnitTree) Name(code string) string { return t.name[code] }
 
 // Contains reports whether the unit is in the tree.
 func (t *UnitTree) Contains(code string) bool { _, ok := t.parent[code]; return ok }
+
+// Codes returns the codes of every unit, sorted.
+func (t *UnitTree) Codes() []string { return slices.Sorted(maps.Keys(t.parent)) }
+
+// Parent returns the code of the unit's parent ("" for a root or an
+// unknown unit).
+func (t *UnitTree) Parent(code string) string { return t.parent[code] }
 
 // InScope reports whether a user of unit userUnit may see a record of unit
 // recordUnit: the same unit, or one below it in the tree. A user without a
