@@ -113,14 +113,14 @@ var DefaultMix = []Op{
 		}
 		return Call{Method: http.MethodGet, Path: "/api/v1/filings?personNo=" + personOf(u, d, rnd).PersonNo}
 	}},
-	{"me", 15, func(*User, *Dataset, *rand.Rand) Call { return Call{Method: http.MethodGet, Path: "/api/v1/me"}}},
+	{"me", 15, func(*User, *Dataset, *rand.Rand) Call { return Call{Method: http.MethodGet, Path: "/api/v1/me"} }},
 }
 
 // BaselineMix is GET /me alone: routing, bearer verification, the local
 // roles lookup and JSON, without a handler's own work. The load's figures
 // are compared with it.
 var BaselineMix = []Op{
-	{"me", 1, func(*User, *Dataset, *rand.Rand) Call { return Call{Method: http.MethodGet, Path: "/api/v1/me"}}},
+	{"me", 1, func(*User, *Dataset, *rand.Rand) Call { return Call{Method: http.MethodGet, Path: "/api/v1/me"} }},
 }
 
 // RunConfig configures Run.
