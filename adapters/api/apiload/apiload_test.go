@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"net/url"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -95,6 +96,11 @@ func runLoad(tb testing.TB, cfg loadConfig) run {
 	ctx := context.Background()
 	bin := hubBinary(tb)
 	dbURL := storetest.NewEmptyDatabase(tb) // serve migrates it
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dbName := strings.TrimPrefix(u.Path, "/")
 	var b [4]byte
 	rand.Read(b[:])
 	exchange := "apiload.mps." + hex.EncodeToString(b[:])
@@ -173,10 +179,12 @@ func runLoad(tb testing.TB, cfg loadConfig) run {
 		fail(err)
 	}
 	rc.Mix, rc.Duration = apiload.DefaultMix, cfg.Duration
+	cpu0 := apiload.SampleCPU(hub.PID(), dbName)
 	load, err := apiload.Run(ctx, rc)
 	if err != nil {
 		fail(err)
 	}
+	cpu, wall := apiload.SampleCPU(hub.PID(), dbName).Since(cpu0)
 	mem, err := hub.Memory()
 	if err != nil {
 		tb.Fatal(err)
@@ -184,7 +192,7 @@ func runLoad(tb testing.TB, cfg loadConfig) run {
 	rep := &apiload.Report{
 		Title: fmt.Sprintf("API load: %d users with bearer tokens, closed loop (think %s), baseline %s + load %s; %d persons, %d tasks; hub pid %d",
 			cfg.Users, cfg.Think, cfg.Baseline, cfg.Duration, len(data.Persons), len(data.Tasks), hub.PID()),
-		Baseline: base, Load: load, Memory: mem, Targets: apiload.DefaultTargets,
+		Baseline: base, Load: load, Memory: mem, CPU: cpu, CPUWall: wall, Targets: apiload.DefaultTargets,
 	}
 	return run{report: rep, data: data, provider: p}
 }

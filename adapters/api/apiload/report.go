@@ -5,6 +5,7 @@ import (
 	"io"
 	"maps"
 	"math"
+	"runtime"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -95,7 +96,11 @@ type Report struct {
 	Baseline *Result // GET /me alone, same users
 	Load     *Result
 	Memory   Memory // the hub's, read at the end of the load
-	Targets  Targets
+	// CPU is what each group used during the load (CPUSample.Since),
+	// over CPUWall.
+	CPU     map[string]time.Duration
+	CPUWall time.Duration
+	Targets Targets
 }
 
 // Check is one target with its outcome.
@@ -161,6 +166,17 @@ func (r *Report) Print(w io.Writer) {
 			ratio(float64(l.P50), float64(b.P50)), ratio(float64(l.P99), float64(b.P99)), ratio(l.PerSecond, b.PerSecond))
 	}
 	fmt.Fprintf(w, "hub memory: peak RSS (VmHWM) %s, RSS at the end %s\n", mib(r.Memory.Peak), mib(r.Memory.Current))
+	if r.CPUWall > 0 {
+		fmt.Fprintf(w, "CPU during the load (%d cores, %s):", runtime.NumCPU(), r.CPUWall.Round(time.Millisecond))
+		for i, g := range []string{CPUHub, CPUPostgres, CPUGenerator, CPUOther} {
+			sep := ","
+			if i == 0 {
+				sep = ""
+			}
+			fmt.Fprintf(w, "%s %s %.1fs (%.2f cores)", sep, g, r.CPU[g].Seconds(), r.CPU[g].Seconds()/r.CPUWall.Seconds())
+		}
+		fmt.Fprintln(w)
+	}
 	for _, c := range r.Checks() {
 		verdict := "PASS"
 		if !c.OK {
