@@ -72,9 +72,6 @@ func TestUnitTree(t *testing.T) {
 	if len(codes) != tree.Len() || !slices.IsSorted(codes) || codes[0] != "310000000000" || !slices.Contains(codes, "310104020000") {
 		t.Errorf("Codes() = %v", codes)
 	}
-	if tree.Parent("310104020000") != "310104000000" || tree.Parent("310000000000") != "" || tree.Parent("320000000000") != "" {
-		t.Errorf("Parent: %q %q %q", tree.Parent("310104020000"), tree.Parent("310000000000"), tree.Parent("320000000000"))
-	}
 
 	// The embedded demo tree is the deploy example.
 	example, err := os.ReadFile(filepath.Join("..", "..", "deploy", "units.example.yaml"))

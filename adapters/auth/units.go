@@ -5,7 +5,6 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -103,11 +102,14 @@ func (t *UnitTree) Name(code string) string { return t.name[code] }
 func (t *UnitTree) Contains(code string) bool { _, ok := t.parent[code]; return ok }
 
 // Codes returns the codes of every unit, sorted.
-func (t *UnitTree) Codes() []string { return slices.Sorted(maps.Keys(t.parent)) }
-
-// Parent returns the code of the unit's parent ("" for a root or an
-// unknown unit).
-func (t *UnitTree) Parent(code string) string { return t.parent[code] }
+func (t *UnitTree) Codes() []string {
+	out := make([]string, 0, len(t.parent))
+	for code := range t.parent {
+		out = append(out, code)
+	}
+	slices.Sort(out)
+	return out
+}
 
 // InScope reports whether a user of unit userUnit may see a record of unit
 // recordUnit: the same unit, or one below it in the tree. A user without a
