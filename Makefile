@@ -44,11 +44,12 @@ SIM_RATE ?= 0.5
 
 # API load run (make bench-api, part of make bench): simulated officers with
 # their own bearer tokens against the hub binary as its own process.
-LOAD_USERS    ?= 200
-LOAD_DURATION ?= 60s
-LOAD_BASELINE ?= 10s
-LOAD_PERSONS  ?= 3000
-LOAD_THINK    ?= 0s
+LOAD_USERS      ?= 200
+LOAD_DURATION   ?= 60s
+LOAD_BASELINE   ?= 10s
+LOAD_PERSONS    ?= 3000
+LOAD_THINK      ?= 1s
+LOAD_SATURATION ?= 15s
 
 .PHONY: build services test vet fmt bench bench-api fuzz run run-db run-keys clean
 
@@ -87,12 +88,15 @@ bench: services
 
 # bench-api runs BenchmarkAPILoad once: the hub binary (bin/zhianhub) on a
 # database and bus exchange of its own, seeded with LOAD_PERSONS persons
-# through its API, then LOAD_USERS users for LOAD_BASELINE of GET /me and
-# LOAD_DURATION of the mix; it prints p50/p99, errors and the hub's peak
-# RSS against the targets (p99 < 100 ms, 0 errors, RSS < 200 MiB).
+# through its API, then LOAD_USERS users, each pausing about LOAD_THINK
+# between calls, for LOAD_BASELINE of GET /me and LOAD_DURATION of the mix,
+# then LOAD_SATURATION of the mix with no pause (the hub's capacity); it
+# prints p50/p99, errors and the hub's peak RSS against the targets
+# (p99 < 100 ms, 0 errors, RSS < 200 MiB).
 bench-api: services build
 	ZHIANHUB_BIN=$(CURDIR)/$(BIN) ZHIANHUB_LOAD_USERS=$(LOAD_USERS) ZHIANHUB_LOAD_DURATION=$(LOAD_DURATION) \
 	ZHIANHUB_LOAD_BASELINE=$(LOAD_BASELINE) ZHIANHUB_LOAD_PERSONS=$(LOAD_PERSONS) ZHIANHUB_LOAD_THINK=$(LOAD_THINK) \
+	ZHIANHUB_LOAD_SATURATION=$(LOAD_SATURATION) \
 		$(GO) test -p 1 -run '^$$' -bench '^BenchmarkAPILoad$$' -benchtime=1x -timeout $(BENCHTIMEOUT) ./adapters/api/apiload/
 
 # fuzz runs every Fuzz target of every package for FUZZTIME.

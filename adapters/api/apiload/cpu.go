@@ -18,9 +18,10 @@ const (
 
 // CPUSample is the CPU time used so far (user + system, Linux
 // /proc/<pid>/stat) by the hub, the PostgreSQL backends of the run's
-// database, this process and every other process. Two samples give what
-// each used in between: on a shared machine the others' share explains
-// figures the hub alone would not.
+// database, this process and every other process (approximately: a
+// process that ends between two samples takes its time with it). Two
+// samples give what each used in between: on a shared machine the others'
+// share explains figures the hub alone would not.
 type CPUSample struct {
 	At   time.Time
 	Used map[string]time.Duration

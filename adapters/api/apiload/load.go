@@ -131,7 +131,8 @@ type RunConfig struct {
 	Mix    []Op
 	// Duration is how long new calls are started.
 	Duration time.Duration
-	// ThinkTime is each user's pause between calls (0: closed loop).
+	// ThinkTime is each user's mean pause between calls, drawn uniformly
+	// from 0.5-1.5 times it (0: no pause).
 	ThinkTime time.Duration
 	// Seed makes the choices reproducible; 0 draws at random.
 	Seed uint64
@@ -183,8 +184,8 @@ type Result struct {
 }
 
 // Run starts one goroutine per user; each makes calls of the mix chosen
-// by weight, one after the other (after ThinkTime), until Duration has
-// passed; calls in flight then are finished and counted.
+// by weight, one after the other (pausing about ThinkTime), until Duration
+// has passed; calls in flight then are finished and counted.
 func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -215,6 +216,17 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 			for _, op := range cfg.Mix {
 				local[op.Name] = &OpResult{Errors: map[string]int{}}
 			}
+			// Users with a think time start spread over it and pause a
+			// random 0.5-1.5 times it: in step, they would all call at once.
+			pause := func() {
+				if cfg.ThinkTime > 0 {
+					d := cfg.ThinkTime/2 + time.Duration(rnd.Int64N(int64(cfg.ThinkTime)))
+					time.Sleep(min(d, max(0, time.Until(end))))
+				}
+			}
+			if cfg.ThinkTime > 0 {
+				time.Sleep(time.Duration(rnd.Int64N(int64(cfg.ThinkTime))))
+			}
 			for time.Now().Before(end) && ctx.Err() == nil {
 				n := rnd.IntN(total)
 				op := cfg.Mix[slices.IndexFunc(cum, func(c int) bool { return n < c })]
@@ -226,9 +238,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 				if cause := failure(status, body, err); cause != "" {
 					r.Errors[cause]++
 				}
-				if cfg.ThinkTime > 0 {
-					time.Sleep(cfg.ThinkTime)
-				}
+				pause()
 			}
 			mu.Lock()
 			defer mu.Unlock()

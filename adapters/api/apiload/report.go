@@ -95,7 +95,10 @@ type Report struct {
 	Title    string
 	Baseline *Result // GET /me alone, same users
 	Load     *Result
-	Memory   Memory // the hub's, read at the end of the load
+	// Saturation is the mix again with no think time (optional): the
+	// calls per second the hub gives at most, and the latency then.
+	Saturation *Result
+	Memory     Memory // the hub's, read at the end of the load
 	// CPU is what each group used during the load (CPUSample.Since),
 	// over CPUWall.
 	CPU     map[string]time.Duration
@@ -159,6 +162,9 @@ func (r *Report) Print(w io.Writer) {
 		row("load", name, r.Load.Op(name))
 	}
 	row("load", "TOTAL", r.Load.Total())
+	if r.Saturation != nil {
+		row("saturation", "TOTAL", r.Saturation.Total())
+	}
 	tw.Flush()
 	if r.Baseline != nil {
 		b, l := r.Baseline.Total(), r.Load.Total()
@@ -188,6 +194,11 @@ func (r *Report) Print(w io.Writer) {
 	if r.Baseline != nil {
 		for k, v := range r.Baseline.Errors() {
 			errs["baseline "+k] += v
+		}
+	}
+	if r.Saturation != nil {
+		for k, v := range r.Saturation.Errors() {
+			errs["saturation "+k] += v
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(errs)) {
