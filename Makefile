@@ -3,7 +3,8 @@
 #   make run     start local services, build, migrate, make demo keys once, then
 #                the Ministry-bus simulator, the hub and demo filings (Ctrl-C stops)
 #   make test    start local services, go vet, go test -race
-#   make bench   start local services, run the benchmarks
+#   make bench   start local services, run the benchmarks (with the API
+#                load run, make bench-api)
 #
 # Everything a fresh Debian machine needs is installed by
 # deploy/local-services.sh (PostgreSQL, RabbitMQ) as the targets go.
@@ -41,7 +42,16 @@ KEYS_GEN_FLAGS ?= --demo-peers $(DEMO_PEERS_DIR)
 # Downward messages per second of the Ministry-bus simulator in `make run`.
 SIM_RATE ?= 0.5
 
-.PHONY: build services test vet fmt bench fuzz run run-db run-keys clean
+# API load run (make bench-api, part of make bench): simulated officers with
+# their own bearer tokens against the hub binary as its own process.
+LOAD_USERS      ?= 200
+LOAD_DURATION   ?= 60s
+LOAD_BASELINE   ?= 10s
+LOAD_PERSONS    ?= 3000
+LOAD_THINK      ?= 1s
+LOAD_SATURATION ?= 15s
+
+.PHONY: build services test vet fmt bench bench-api fuzz run run-db run-keys clean
 
 build:
 	@mkdir -p bin
@@ -74,6 +84,20 @@ bench: services
 	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkInboundRoute' -benchtime=1x -timeout $(BENCHTIMEOUT) ./routes/
 	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkAuditQuery' -benchtime=1x -timeout $(BENCHTIMEOUT) ./store/audit/
 	$(GO) test -p 1 -run '^$$' -bench 'BenchmarkAuditExport' -benchtime=1x -timeout $(BENCHTIMEOUT) ./adapters/api/
+	$(MAKE) --no-print-directory bench-api
+
+# bench-api runs BenchmarkAPILoad once: the hub binary (bin/zhianhub) on a
+# database and bus exchange of its own, seeded with LOAD_PERSONS persons
+# through its API, then LOAD_USERS users, each pausing about LOAD_THINK
+# between calls, for LOAD_BASELINE of GET /me and LOAD_DURATION of the mix,
+# then LOAD_SATURATION of the mix with no pause (the hub's capacity); it
+# prints p50/p99, errors and the hub's peak RSS against the targets
+# (p99 < 100 ms, 0 errors, RSS < 200 MiB).
+bench-api: services build
+	ZHIANHUB_BIN=$(CURDIR)/$(BIN) ZHIANHUB_LOAD_USERS=$(LOAD_USERS) ZHIANHUB_LOAD_DURATION=$(LOAD_DURATION) \
+	ZHIANHUB_LOAD_BASELINE=$(LOAD_BASELINE) ZHIANHUB_LOAD_PERSONS=$(LOAD_PERSONS) ZHIANHUB_LOAD_THINK=$(LOAD_THINK) \
+	ZHIANHUB_LOAD_SATURATION=$(LOAD_SATURATION) \
+		$(GO) test -p 1 -run '^$$' -bench '^BenchmarkAPILoad$$' -benchtime=1x -timeout $(BENCHTIMEOUT) ./adapters/api/apiload/
 
 # fuzz runs every Fuzz target of every package for FUZZTIME.
 fuzz:

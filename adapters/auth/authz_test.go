@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -68,6 +69,10 @@ func TestUnitTree(t *testing.T) {
 	}
 	if tree.Name("310104000000") != "徐汇分局" || !tree.Contains("310104010000") || tree.Contains("310104990000") || tree.Len() < 20 {
 		t.Errorf("tree: name %q, %d units", tree.Name("310104000000"), tree.Len())
+	}
+	codes := tree.Codes()
+	if len(codes) != tree.Len() || !slices.IsSorted(codes) || codes[0] != "310000000000" || !slices.Contains(codes, "310104020000") {
+		t.Errorf("Codes() = %v", codes)
 	}
 
 	if !tree.IsRoot("310000000000") || tree.IsRoot("310104000000") || tree.IsRoot("320000000000") {

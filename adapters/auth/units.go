@@ -101,6 +101,16 @@ func (t *UnitTree) Name(code string) string { return t.name[code] }
 // Contains reports whether the unit is in the tree.
 func (t *UnitTree) Contains(code string) bool { _, ok := t.parent[code]; return ok }
 
+// Codes returns the codes of every unit, sorted.
+func (t *UnitTree) Codes() []string {
+	out := make([]string, 0, len(t.parent))
+	for code := range t.parent {
+		out = append(out, code)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // InScope reports whether a user of unit userUnit may see a record of unit
 // recordUnit: the same unit, or one below it in the tree. A user without a
 // unit sees nothing; a user whose unit is not in the tree sees only records

@@ -3,6 +3,7 @@ package exchange_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -202,5 +203,66 @@ func TestOutboxLifecycle(t *testing.T) {
 	list, err := exchange.ListFilings(ctx, pool, exchange.Filter{States: []string{exchange.OutReceipted}})
 	if err != nil || len(list) != 1 {
 		t.Fatalf("list %v %v", list, err)
+	}
+}
+
+// TestListFilings selects filings by state and person, newest first,
+// limited; internal events (no receipt needed) are never listed.
+func TestListFilings(t *testing.T) {
+	ctx := context.Background()
+	pool := storetest.NewPool(t)
+	const personB = "32010620261126000018"
+	// ids 1-5 in creation order: A sent, B sent, A receipted, B flagged,
+	// and an internal event.
+	msgs := []struct {
+		person, state string
+		filing        bool
+	}{
+		{personA, exchange.OutSent, true}, {personB, exchange.OutSent, true}, {personA, exchange.OutReceipted, true},
+		{personB, exchange.OutFlagged, true}, {"", exchange.OutPending, false},
+	}
+	for i, m := range msgs {
+		inTx(t, pool, func(tx pgx.Tx) {
+			o := exchange.Out{ID: uuidFor(int64(i + 1)), Kind: "keyperson.register", Exchange: "mps.bus", RoutingKey: "to.000000000000.keyperson.register",
+				ToNode: ministry, Payload: []byte(`{}`), PersonNo: m.person, Seq: 1, NeedsReceipt: m.filing}
+			if !m.filing {
+				o.ToNode, o.Kind = "", "warning.issued"
+			}
+			if err := exchange.Enqueue(ctx, tx, o); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.Exec(ctx, `UPDATE outbox SET state = $2 WHERE id = $1`, o.ID, m.state); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		f    exchange.Filter
+		want []int // ids, newest first
+	}{
+		{"all", exchange.Filter{}, []int{4, 3, 2, 1}},
+		{"person", exchange.Filter{PersonNo: personA}, []int{3, 1}},
+		{"state", exchange.Filter{States: []string{exchange.OutSent}}, []int{2, 1}},
+		{"states", exchange.Filter{States: []string{exchange.OutSent, exchange.OutFlagged}}, []int{4, 2, 1}},
+		{"state and person", exchange.Filter{States: []string{exchange.OutSent}, PersonNo: personB}, []int{2}},
+		{"none", exchange.Filter{States: []string{exchange.OutReceipted}, PersonNo: personB}, []int{}},
+		{"limit", exchange.Filter{Limit: 2}, []int{4, 3}},
+	} {
+		list, err := exchange.ListFilings(ctx, pool, tc.f)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		got := []int{}
+		for _, o := range list {
+			for i := range msgs {
+				if o.ID == uuidFor(int64(i+1)) {
+					got = append(got, i+1)
+				}
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%s: ids %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

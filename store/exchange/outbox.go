@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -194,13 +195,27 @@ type Filter struct {
 }
 
 // ListFilings returns filings (messages that need a receipt), newest first.
+// The query names only the filter's conditions: a condition that holds
+// when its parameter is empty (col = $n OR $n is the empty string) cannot
+// use an index in the generic plan that PostgreSQL settles on for a
+// prepared statement run often (116 ms instead of 0.05 ms for one person
+// at 100 000 filings).
 func ListFilings(ctx context.Context, q store.Querier, f Filter) ([]Out, error) {
 	if f.Limit <= 0 || f.Limit > 1000 {
 		f.Limit = 100
 	}
-	rows, err := q.Query(ctx, `SELECT `+outColumns+` FROM outbox WHERE needs_receipt
-		AND (cardinality($1::text[]) = 0 OR state = ANY($1)) AND ($2 = '' OR person_no = $2)
-		ORDER BY created_at DESC LIMIT $3`, f.States, f.PersonNo, f.Limit)
+	where, args := []string{"needs_receipt"}, []any{}
+	if len(f.States) > 0 {
+		args = append(args, f.States)
+		where = append(where, fmt.Sprintf("state = ANY($%d)", len(args)))
+	}
+	if f.PersonNo != "" {
+		args = append(args, f.PersonNo)
+		where = append(where, fmt.Sprintf("person_no = $%d", len(args)))
+	}
+	args = append(args, f.Limit)
+	rows, err := q.Query(ctx, `SELECT `+outColumns+` FROM outbox WHERE `+strings.Join(where, " AND ")+
+		fmt.Sprintf(` ORDER BY created_at DESC LIMIT $%d`, len(args)), args...)
 	if err != nil {
 		return nil, fmt.Errorf("exchange: list filings: %w", err)
 	}
