@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -248,9 +249,21 @@ func (r *Registry) ListTasks(ctx context.Context, q store.Querier, f TaskFilter)
 	if f.Limit == 0 {
 		f.Limit = DefaultTaskLimit
 	}
-	rows, err := q.Query(ctx, `SELECT `+taskCols+` FROM task
-		WHERE ($1 = '' OR state = $1) AND ($2 = '' OR assigned_unit = $2) AND task_no > $3
-		ORDER BY task_no LIMIT $4`, f.State, f.Unit, f.After, f.Limit)
+	// Only the filter's own conditions go into the query: "($1 = '' OR
+	// state = $1)" keeps a cached generic plan from using the unit and
+	// state indexes (the same fix as exchange.ListFilings).
+	where, args := []string{"task_no > $1"}, []any{f.After}
+	if f.State != "" {
+		args = append(args, f.State)
+		where = append(where, fmt.Sprintf("state = $%d", len(args)))
+	}
+	if f.Unit != "" {
+		args = append(args, f.Unit)
+		where = append(where, fmt.Sprintf("assigned_unit = $%d", len(args)))
+	}
+	args = append(args, f.Limit)
+	rows, err := q.Query(ctx, `SELECT `+taskCols+` FROM task WHERE `+strings.Join(where, " AND ")+
+		fmt.Sprintf(` ORDER BY task_no LIMIT $%d`, len(args)), args...)
 	if err != nil {
 		return nil, fmt.Errorf("registry: list tasks: %w", err)
 	}
