@@ -46,6 +46,11 @@ func CityKinds() []string { return slices.Clone(cityKinds[:]) }
 // CityKnown reports whether kind is a payload kind of the city bus.
 func CityKnown(kind string) bool { return slices.Contains(cityKinds[:], kind) }
 
+// CityKindsToHub returns the kinds that flow from the city bureau to the
+// hub: dispatch.order and receipt (feedback.* flows the other way only; the
+// hub's opener answers it E102).
+func CityKindsToHub() []string { return []string{KindDispatchOrder, KindReceipt} }
+
 // RefTypes returns the Feedback refType values.
 func RefTypes() []string { return slices.Clone(refTypes[:]) }
 

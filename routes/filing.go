@@ -23,6 +23,9 @@ type FilingConfig struct {
 	Self     string // this node
 	To       string // the Ministry bus node
 	Exchange string
+	// Ordering is the ordering header of the bus's payloads; default
+	// PersonOrdering (the Ministry bus).
+	Ordering Ordering
 	// RoutingKey gives the routing key of a message to node of kind.
 	RoutingKey func(to, kind string) string
 	Payloads   Payloads
@@ -36,6 +39,8 @@ type FilingConfig struct {
 // Filing files this hub's records up to the Ministry (备案): it validates
 // a payload, applies it to the registry and puts it in the outbox in one
 // transaction; the relay seals, publishes and resends it until its receipt.
+// Configured for the city bus (Ordering RefOrdering, a city Registry and
+// Payloads), it files feedback to the city bureau the same way.
 type Filing struct {
 	cfg FilingConfig
 }
@@ -48,6 +53,7 @@ func NewFiling(cfg FilingConfig) (*Filing, error) {
 	if cfg.Notify == nil {
 		cfg.Notify = func() {}
 	}
+	cfg.Ordering = cfg.Ordering.orDefault()
 	if cfg.Pool == nil || cfg.Payloads == nil || cfg.Registry == nil || cfg.Audit == nil || cfg.RoutingKey == nil ||
 		!envelope.ValidNode(cfg.Self) || !envelope.ValidNode(cfg.To) || cfg.Exchange == "" {
 		return nil, errors.New("routes: FilingConfig needs Pool, Payloads, Registry, Audit, RoutingKey, Exchange and valid Self/To nodes")
@@ -73,7 +79,7 @@ type FileRequest struct {
 type FileResult struct {
 	ID        string   `json:"id"`
 	Kind      string   `json:"kind"`
-	PersonNo  string   `json:"personNo"`
+	PersonNo  string   `json:"personNo"` // the ordering key (refNo on the city bus)
 	Seq       int64    `json:"seq"`
 	Cleanings []string `json:"cleanings,omitempty"`
 }
@@ -89,7 +95,7 @@ func (f *Filing) File(ctx context.Context, req FileRequest) (FileResult, error) 
 	if err := dec.Decode(&fields); err != nil || fields == nil {
 		return FileResult{}, &envelope.Error{Code: envelope.CodeMalformed, Step: 6, Reason: "载荷不是 JSON 对象"}
 	}
-	personNo, _, _ := ordering(withSeq(fields, 1))
+	personNo, _, _ := f.cfg.Ordering.read(withSeq(fields, 1))
 	var res FileResult
 	var entry audit.Entry
 	err := pgx.BeginFunc(ctx, f.cfg.Pool, func(tx pgx.Tx) error {
