@@ -64,7 +64,9 @@ func FeedbackKind(refType string) string { return "feedback." + refType }
 // sequence: its ordering key (personNo on the Ministry bus, refNo on the
 // city bus) and its seq. The inbound route and the filing service use it
 // without knowing the bus.
-type Sequenced interface{ SeqKey() (key string, seq int64) }
+type Sequenced interface {
+	SeqKey() (key string, seq int64)
+}
 
 // SeqKey implements Sequenced.
 func (h Header) SeqKey() (string, int64) { return h.PersonNo, h.Seq }

@@ -378,4 +378,3 @@ FROM feedback WHERE ref_type = $1 AND ref_no = $2 ORDER BY filed_at, seq`, refTy
 func ValidState(s string) bool {
 	return s == "" || s == StateDelivered || s == StateSubmitted
 }
-
