@@ -23,6 +23,7 @@ import (
 
 	"zhianhub/adapters/api"
 	"zhianhub/adapters/auth"
+	"zhianhub/adapters/citybus"
 	"zhianhub/adapters/httpapi"
 	"zhianhub/adapters/mpsbus"
 	"zhianhub/contracts"
@@ -33,6 +34,7 @@ import (
 	"zhianhub/store"
 	"zhianhub/store/audit"
 	"zhianhub/store/deadletter"
+	"zhianhub/store/dispatch"
 	"zhianhub/store/journal"
 	"zhianhub/store/registry"
 	"zhianhub/store/storetest"
@@ -43,6 +45,7 @@ const (
 	amqpURL  = "amqp://guest:guest@127.0.0.1:5672/%2f"
 	hubNode  = "310000000000"
 	ministry = "000000000000"
+	cityNode = "310000000001"
 )
 
 // harness is a whole hub (inbound route, relay, filing service, HTTP API)
@@ -57,6 +60,9 @@ type harness struct {
 	sealer   *envelope.Sealer // the Ministry's
 	opener   *envelope.Opener // the Ministry's
 	registry *registry.Registry
+	dispatch *dispatch.Store       // the city bus's Registry
+	toCity   <-chan amqp.Delivery // what the hub publishes on the city bus
+	cityOpen *envelope.Opener     // the city bureau's
 	audit    *audit.Writer
 	ch       *amqp.Channel
 	toMin    <-chan amqp.Delivery
@@ -84,12 +90,19 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	t.Helper()
 	h := &harness{t: t, pool: storetest.NewPool(t), doc: loadOpenAPI(t)}
 	root := t.TempDir()
-	hubDir, minDir := filepath.Join(root, "hub"), filepath.Join(root, "ministry")
+	hubDir, minDir, cityDir := filepath.Join(root, "hub"), filepath.Join(root, "ministry"), filepath.Join(root, "city")
 	must(t, keystore.Generate(hubDir, hubNode, nil))
 	must(t, keystore.Generate(minDir, ministry, nil))
+	must(t, keystore.Generate(cityDir, cityNode, nil))
 	_, err := keystore.ExportPublic(hubDir, keystore.LoadOptions{}, filepath.Join(minDir, "peers"))
 	must(t, err)
 	_, err = keystore.ExportPublic(minDir, keystore.LoadOptions{}, filepath.Join(hubDir, "peers"))
+	must(t, err)
+	_, err = keystore.ExportPublic(hubDir, keystore.LoadOptions{}, filepath.Join(cityDir, "peers"))
+	must(t, err)
+	_, err = keystore.ExportPublic(cityDir, keystore.LoadOptions{}, filepath.Join(hubDir, "peers"))
+	must(t, err)
+	cityKeys, err := keystore.Load(cityDir, keystore.LoadOptions{})
 	must(t, err)
 	hubKeys, err := keystore.Load(hubDir, keystore.LoadOptions{})
 	must(t, err)
@@ -108,13 +121,21 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	must(t, err)
 	minQueue, err := mpsbus.DeclareNodeQueue(h.ch, h.exchange, ministry)
 	must(t, err)
+	cityExchange := h.exchange + ".city"
+	must(t, citybus.DeclareBus(h.ch, cityExchange))
+	cityQueue, err := citybus.DeclareNodeQueue(h.ch, cityExchange, cityNode)
+	must(t, err)
 	t.Cleanup(func() {
 		h.stop()
 		h.ch.QueueDelete(hubQueue, false, false, false)
 		h.ch.QueueDelete(minQueue, false, false, false)
+		h.ch.QueueDelete(cityQueue, false, false, false)
 		h.ch.ExchangeDelete(h.exchange, false, false)
+		h.ch.ExchangeDelete(cityExchange, false, false)
 		conn.Close()
 	})
+	h.toCity, err = h.ch.Consume(cityQueue, "", true, false, false, false, nil)
+	must(t, err)
 	h.toMin, err = h.ch.Consume(minQueue, "", true, false, false, false, nil)
 	must(t, err)
 
@@ -160,6 +181,19 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	must(t, err)
 	h.opener, err = envelope.NewOpener(envelope.OpenerConfig{Keys: h.minKeys, Kinds: kinds})
 	must(t, err)
+	// The city bus: the hub's feedback filing (its inbound route is tested
+	// in routes and cmd/zhianhub; orders are stored here with the store).
+	h.dispatch = dispatch.New(dispatch.Config{})
+	cityFiling, err := routes.NewFiling(routes.FilingConfig{Pool: h.pool, Self: hubNode, To: cityNode, Exchange: cityExchange,
+		RoutingKey: citybus.RoutingKey, Ordering: routes.RefOrdering, Payloads: transforms.CityChecker{Validator: validator},
+		Registry: h.dispatch, Audit: h.audit, Notify: relay.Notify})
+	must(t, err)
+	cityKinds := envelope.KindSet{}
+	for _, k := range contracts.CityKinds() {
+		cityKinds[k] = true
+	}
+	h.cityOpen, err = envelope.NewOpener(envelope.OpenerConfig{Keys: cityKeys, Kinds: cityKinds})
+	must(t, err)
 
 	server, err := httpapi.New(httpapi.Config{Addr: "127.0.0.1:0", Logger: logger})
 	must(t, err)
@@ -169,7 +203,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	}
 	must(t, api.Mount(server.Router(), api.Config{Pool: h.pool, Registry: h.registry, Filing: filing, Audit: h.audit,
 		Journal: jr, DevIdentity: !o.noDevIdentity, Logger: logger, Authenticator: authn, MaxExportRows: o.maxExportRows,
-		AuditKeys: hubKeys.SelfVerifier}))
+		AuditKeys: hubKeys.SelfVerifier, Feedbacks: &citybus.Feedbacks{Filing: cityFiling, Numbers: h.pool}}))
 	h.srv = httptest.NewUnstartedServer(server.Handler())
 	if o.tls != nil {
 		h.srv.TLS = o.tls

@@ -17,15 +17,15 @@ func TestPermissions(t *testing.T) {
 		want  string
 	}{
 		{"", "[]"},
-		{"officer", "[filing.read filing.submit person.read task.read]"},
-		{"officer,unmask", "[filing.read filing.submit person.read person.unmask task.read]"},
+		{"officer", "[dispatch.read feedback.file filing.read filing.submit person.read task.read]"},
+		{"officer,unmask", "[dispatch.read feedback.file filing.read filing.submit person.read person.unmask task.read]"},
 		{"unmask", "[person.unmask]"},
 		{"sysadmin", "[account.manage]"},
 		{"secadmin", "[binding.manage role.grant]"},
 		{"auditor", "[audit.read]"},
 		{"secadmin,officer,unmask", "[binding.manage role.grant]"}, // an administrator's account does no business
 		{"secadmin,auditor", "[]"},                                 // two administrators' roles: neither
-		{"officer,nosuchrole", "[filing.read filing.submit person.read task.read]"},
+		{"officer,nosuchrole", "[dispatch.read feedback.file filing.read filing.submit person.read task.read]"},
 	} {
 		id := auth.Identity{User: "u"}
 		if tc.roles != "" {
@@ -91,5 +91,23 @@ func TestUnitTree(t *testing.T) {
 	}
 	if _, err := auth.LoadUnitTree(filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
 		t.Error("a missing file loaded")
+	}
+}
+
+func TestUnitScope(t *testing.T) {
+	tree := auth.DemoUnitTree()
+	got := tree.Scope("310104000000")
+	want := []string{"310104000000", "310104010000", "310104020000"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("scope of 徐汇分局: %v, want %v", got, want)
+	}
+	if s := tree.Scope("310000000000"); len(s) != tree.Len() {
+		t.Errorf("the city bureau sees %d units of %d", len(s), tree.Len())
+	}
+	if s := tree.Scope("999999999999"); fmt.Sprint(s) != "[999999999999]" {
+		t.Errorf("a unit outside the tree: %v", s)
+	}
+	if s := tree.Scope(""); s != nil {
+		t.Errorf("no unit: %v", s)
 	}
 }

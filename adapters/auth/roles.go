@@ -48,17 +48,19 @@ const (
 	PermBindingManage Permission = "binding.manage" // certificate bindings
 	PermRoleGrant     Permission = "role.grant"     // grant and revoke business roles
 	PermAuditRead     Permission = "audit.read"     // read the audit log
+	PermDispatchRead  Permission = "dispatch.read"  // dispatch orders of the caller's units
+	PermFeedbackFile  Permission = "feedback.file"  // report a unit's feedback to the city bureau
 )
 
 // RolePermissions is the permission table: role → permissions.
 //
-//	officer   person.read filing.submit filing.read task.read
+//	officer   person.read filing.submit filing.read task.read dispatch.read feedback.file
 //	unmask    person.unmask
 //	sysadmin  account.manage
 //	secadmin  binding.manage role.grant
 //	auditor   audit.read
 var RolePermissions = map[string][]Permission{
-	RoleOfficer:  {PermPersonRead, PermFilingSubmit, PermFilingRead, PermTaskRead},
+	RoleOfficer:  {PermPersonRead, PermFilingSubmit, PermFilingRead, PermTaskRead, PermDispatchRead, PermFeedbackFile},
 	RoleUnmask:   {PermPersonUnmask},
 	RoleSysAdmin: {PermAccountManage},
 	RoleSecAdmin: {PermBindingManage, PermRoleGrant},

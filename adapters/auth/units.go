@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -114,6 +115,23 @@ func (t *UnitTree) InScope(userUnit, recordUnit string) bool {
 		}
 	}
 	return false
+}
+
+// Scope returns the units a user of unit userUnit may see (InScope): the
+// unit itself and every unit of the tree below it, sorted. A user without
+// a unit sees none.
+func (t *UnitTree) Scope(userUnit string) []string {
+	if userUnit == "" {
+		return nil
+	}
+	out := []string{userUnit}
+	for u := range t.parent {
+		if u != userUnit && t.InScope(userUnit, u) {
+			out = append(out, u)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // demoUnits is deploy/units.example.yaml (a test keeps them equal).

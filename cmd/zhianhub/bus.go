@@ -14,6 +14,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"zhianhub/adapters/api"
+	"zhianhub/adapters/citybus"
 	"zhianhub/adapters/mpsbus"
 	"zhianhub/cmd/zhianhub/internal/config"
 	"zhianhub/contracts"
@@ -179,7 +180,11 @@ func (b *busRoutes) ready(context.Context) error {
 
 // mount adds the bus API to the router (the portal API mounts more).
 func (b *busRoutes) mount(r chi.Router, a *apiAuth) {
-	if err := api.Mount(r, api.Config{
+	var feedbacks *citybus.Feedbacks
+	if b.city != nil {
+		feedbacks = b.city.feedbacks
+	}
+	if err := api.Mount(r, api.Config{Feedbacks: feedbacks,
 		Pool: b.pool, Registry: b.registry, Filing: b.filing, Audit: b.audit, Journal: journal.New(b.pool),
 		DevIdentity: b.cfg.DevIdentity, Logger: b.logger, Authenticator: a.authn, Units: a.units, Events: b.events, AuditKeys: b.keys.SelfVerifier,
 	}); err != nil {
