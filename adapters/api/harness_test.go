@@ -60,7 +60,7 @@ type harness struct {
 	sealer   *envelope.Sealer // the Ministry's
 	opener   *envelope.Opener // the Ministry's
 	registry *registry.Registry
-	dispatch *dispatch.Store       // the city bus's Registry
+	dispatch *dispatch.Store      // the city bus's Registry
 	toCity   <-chan amqp.Delivery // what the hub publishes on the city bus
 	cityOpen *envelope.Opener     // the city bureau's
 	audit    *audit.Writer
