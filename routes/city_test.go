@@ -12,6 +12,7 @@ import (
 	"zhianhub/routes"
 	"zhianhub/store/dispatch"
 	"zhianhub/store/exchange"
+	"zhianhub/store/inbox"
 )
 
 // The city feedback bus runs on the same routes as the Ministry bus,
@@ -67,6 +68,15 @@ func TestCityOrderAppliedOnce(t *testing.T) {
 	}
 	if n := countRows(t, h, `SELECT count(*) FROM dispatch_unit WHERE order_no = $1`, orderNo); n != 2 {
 		t.Errorf("%d unit rows, want 2", n)
+	}
+	// One reminder in each target unit's inbox, in the order's transaction;
+	// none for the resend nor for the refused seq 2.
+	for _, u := range []string{"310101000000", "310104000000"} {
+		items, err := inbox.List(context.Background(), h.pool, inbox.Viewer{User: "officer." + u, Unit: u}, inbox.Filter{Kind: dispatch.InboxKind})
+		must(t, err)
+		if len(items) != 1 || items[0].Ref != orderNo || items[0].Title != "调度指令：外滩巡逻" || items[0].Level != 1 || items[0].Read {
+			t.Errorf("inbox of %s: %+v", u, items)
+		}
 	}
 	// The resequencer keyed the order by (sender, refNo): person_no holds refNo.
 	if n := countRows(t, h, `SELECT next_seq FROM sequence_in WHERE sender = $1 AND person_no = $2`, cityNode, orderNo); n != 3 {

@@ -146,7 +146,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	var reg routes.Registry = h.registry
 	ordering, kindList := routes.PersonOrdering, contracts.Kinds()
 	if o.city {
-		h.dispatch = dispatch.New(dispatch.Config{})
+		h.dispatch = dispatch.New()
 		checker, reg, ordering, kindList = transforms.CityChecker{Validator: validator}, h.dispatch, routes.RefOrdering, contracts.CityKinds()
 	}
 	kinds, hubKinds := envelope.KindSet{}, envelope.KindSet{}

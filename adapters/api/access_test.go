@@ -508,7 +508,7 @@ func TestAuditRead(t *testing.T) {
 		t.Fatalf("audit.read entries: %+v", reads)
 	}
 	r = h.call(auditor, http.MethodGet, "/api/v1/me", nil)
-	if me := r.json(t); fmt.Sprint(me["permissions"]) != "[audit.read]" || me["unitName"] != "上海市公安局" {
+	if me := r.json(t); fmt.Sprint(me["permissions"]) != "[audit.read log.operation.read log.system.read]" || me["unitName"] != "上海市公安局" {
 		t.Fatalf("auditor's me: %s", r.body)
 	}
 }

@@ -76,6 +76,15 @@
 //     an export takes the data away in bulk. Exports (xlsx or csv) are
 //     built whole before they are sent, at most Config.MaxExportRows rows
 //     (more: 400).
+//   - Log management: the system log (the hub's own events at or above the
+//     configured level, store/logs) is read by the system administrator
+//     and the auditor (GET /logs/system); the operation log (every call of
+//     an identified user: who, what, status, duration, request id) by the
+//     auditor only (GET /logs/operations), since it holds the
+//     administrators' own actions. Both list newest first, keyset-paged by
+//     "before"; each read is audited (log.system.read,
+//     log.operation.read). A call refused before authentication (401) is
+//     not in the operation log; the audit chain has it (auth.failure).
 //   - A filing committed to the outbox whose audit then failed is answered
 //     202 (it will be published; answering 500 would invite a second
 //     filing) and logged as an error.
@@ -148,6 +157,9 @@ type Config struct {
 	// Feedbacks files the units' feedback on dispatch orders to the city
 	// bureau; nil when the city bus is off (feedback is then 503).
 	Feedbacks *citybus.Feedbacks
+	// OperationLog receives a record of every call that passed
+	// authentication (the operation log); nil keeps none.
+	OperationLog OperationLog
 	// MaxExportRows is the most rows of one export (GET /audit/export,
 	// /tasks/export); more is refused, 400. Default DefaultMaxExportRows.
 	MaxExportRows int
@@ -229,7 +241,7 @@ func Mount(r chi.Router, cfg Config) error {
 		return fmt.Errorf("api: %w", err)
 	}
 	r.Route(Prefix, func(r chi.Router) {
-		r.Use(authenticate)
+		r.Use(authenticate, s.operationLog)
 		r.NotFound(s.handle(func(http.ResponseWriter, *http.Request) error {
 			return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "接口不存在"}
 		}))
@@ -272,6 +284,8 @@ func Mount(r chi.Router, cfg Config) error {
 		r.With(can(auth.PermAuditRead)).Get("/audit", s.handle(s.listAudit))
 		r.With(can(auth.PermAuditRead)).Get("/audit/export", s.handle(s.exportAudit))
 		r.With(can(auth.PermAuditRead)).Get("/audit/verify", s.handle(s.verifyAudit))
+		r.With(can(auth.PermSystemLogRead)).Get("/logs/system", s.handle(s.listSystemLog))
+		r.With(can(auth.PermOpLogRead)).Get("/logs/operations", s.handle(s.listOperationLog))
 	})
 	return nil
 }

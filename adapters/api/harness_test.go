@@ -36,6 +36,7 @@ import (
 	"zhianhub/store/deadletter"
 	"zhianhub/store/dispatch"
 	"zhianhub/store/journal"
+	"zhianhub/store/logs"
 	"zhianhub/store/registry"
 	"zhianhub/store/storetest"
 	"zhianhub/transforms"
@@ -64,6 +65,7 @@ type harness struct {
 	toCity   <-chan amqp.Delivery // what the hub publishes on the city bus
 	cityOpen *envelope.Opener     // the city bureau's
 	audit    *audit.Writer
+	oplog    *logs.Writer
 	ch       *amqp.Channel
 	toMin    <-chan amqp.Delivery
 	held     []fromHub // read from toMin, not yet collected
@@ -183,7 +185,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	must(t, err)
 	// The city bus: the hub's feedback filing (its inbound route is tested
 	// in routes and cmd/zhianhub; orders are stored here with the store).
-	h.dispatch = dispatch.New(dispatch.Config{})
+	h.dispatch = dispatch.New()
 	cityFiling, err := routes.NewFiling(routes.FilingConfig{Pool: h.pool, Self: hubNode, To: cityNode, Exchange: cityExchange,
 		RoutingKey: citybus.RoutingKey, Ordering: routes.RefOrdering, Payloads: transforms.CityChecker{Validator: validator},
 		Registry: h.dispatch, Audit: h.audit, Notify: relay.Notify})
@@ -197,13 +199,16 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 
 	server, err := httpapi.New(httpapi.Config{Addr: "127.0.0.1:0", Logger: logger})
 	must(t, err)
+	h.oplog, err = logs.NewWriter(logs.Config{FlushInterval: 20 * time.Millisecond})
+	must(t, err)
+	h.oplog.Start(h.pool)
 	var authn auth.Authenticator
 	if o.authn != nil {
 		authn = o.authn(h)
 	}
 	must(t, api.Mount(server.Router(), api.Config{Pool: h.pool, Registry: h.registry, Filing: filing, Audit: h.audit,
 		Journal: jr, DevIdentity: !o.noDevIdentity, Logger: logger, Authenticator: authn, MaxExportRows: o.maxExportRows,
-		AuditKeys: hubKeys.SelfVerifier, Feedbacks: &citybus.Feedbacks{Filing: cityFiling, Numbers: h.pool}}))
+		AuditKeys: hubKeys.SelfVerifier, OperationLog: h.oplog, Feedbacks: &citybus.Feedbacks{Filing: cityFiling, Numbers: h.pool}}))
 	h.srv = httptest.NewUnstartedServer(server.Handler())
 	if o.tls != nil {
 		h.srv.TLS = o.tls
@@ -229,6 +234,9 @@ func (h *harness) stop() {
 		h.cancel()
 		h.wg.Wait()
 		h.cancel = nil
+	}
+	if h.oplog != nil {
+		h.oplog.Close(context.Background())
 	}
 	if h.audit != nil {
 		h.audit.Close(context.Background())

@@ -265,8 +265,10 @@ func TestOpenAPIDocument(t *testing.T) {
 			t.Errorf("openapi.json documents %s, which is not served", s)
 		}
 	}
-	if len(served) != 30 {
-		t.Errorf("%d routes served, want 30: %v", len(served), served)
+	// At least the routes of this writing (more are added as features land;
+	// the two lists above must still agree).
+	if len(served) < 32 {
+		t.Errorf("%d routes served, want at least 32: %v", len(served), served)
 	}
 
 	// Every $ref resolves.

@@ -20,9 +20,9 @@ func TestPermissions(t *testing.T) {
 		{"officer", "[dispatch.read feedback.file filing.read filing.submit person.read task.read]"},
 		{"officer,unmask", "[dispatch.read feedback.file filing.read filing.submit person.read person.unmask task.read]"},
 		{"unmask", "[person.unmask]"},
-		{"sysadmin", "[account.manage]"},
+		{"sysadmin", "[account.manage log.system.read]"},
 		{"secadmin", "[binding.manage role.grant]"},
-		{"auditor", "[audit.read]"},
+		{"auditor", "[audit.read log.operation.read log.system.read]"},
 		{"secadmin,officer,unmask", "[binding.manage role.grant]"}, // an administrator's account does no business
 		{"secadmin,auditor", "[]"},                                 // two administrators' roles: neither
 		{"officer,nosuchrole", "[dispatch.read feedback.file filing.read filing.submit person.read task.read]"},

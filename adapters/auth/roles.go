@@ -39,32 +39,34 @@ type Permission string
 
 // Permissions.
 const (
-	PermPersonRead    Permission = "person.read"    // masked records, history, controls; search by ID number
-	PermPersonUnmask  Permission = "person.unmask"  // records in clear (with a reason)
-	PermFilingSubmit  Permission = "filing.submit"  // file up to the Ministry, sign tasks
-	PermFilingRead    Permission = "filing.read"    // filings and their exchange
-	PermTaskRead      Permission = "task.read"      // verification tasks
-	PermAccountManage Permission = "account.manage" // lock and unlock accounts
-	PermBindingManage Permission = "binding.manage" // certificate bindings
-	PermRoleGrant     Permission = "role.grant"     // grant and revoke business roles
-	PermAuditRead     Permission = "audit.read"     // read the audit log
-	PermDispatchRead  Permission = "dispatch.read"  // dispatch orders of the caller's units
-	PermFeedbackFile  Permission = "feedback.file"  // report a unit's feedback to the city bureau
+	PermPersonRead    Permission = "person.read"        // masked records, history, controls; search by ID number
+	PermPersonUnmask  Permission = "person.unmask"      // records in clear (with a reason)
+	PermFilingSubmit  Permission = "filing.submit"      // file up to the Ministry, sign tasks
+	PermFilingRead    Permission = "filing.read"        // filings and their exchange
+	PermTaskRead      Permission = "task.read"          // verification tasks
+	PermAccountManage Permission = "account.manage"     // lock and unlock accounts
+	PermBindingManage Permission = "binding.manage"     // certificate bindings
+	PermRoleGrant     Permission = "role.grant"         // grant and revoke business roles
+	PermAuditRead     Permission = "audit.read"         // read the audit log
+	PermSystemLogRead Permission = "log.system.read"    // read the system log (the hub's events)
+	PermOpLogRead     Permission = "log.operation.read" // read the operation log (every user's API calls)
+	PermDispatchRead  Permission = "dispatch.read"      // dispatch orders of the caller's units
+	PermFeedbackFile  Permission = "feedback.file"      // report a unit's feedback to the city bureau
 )
 
 // RolePermissions is the permission table: role → permissions.
 //
 //	officer   person.read filing.submit filing.read task.read dispatch.read feedback.file
 //	unmask    person.unmask
-//	sysadmin  account.manage
+//	sysadmin  account.manage log.system.read
 //	secadmin  binding.manage role.grant
-//	auditor   audit.read
+//	auditor   audit.read log.system.read log.operation.read
 var RolePermissions = map[string][]Permission{
 	RoleOfficer:  {PermPersonRead, PermFilingSubmit, PermFilingRead, PermTaskRead, PermDispatchRead, PermFeedbackFile},
 	RoleUnmask:   {PermPersonUnmask},
-	RoleSysAdmin: {PermAccountManage},
+	RoleSysAdmin: {PermAccountManage, PermSystemLogRead},
 	RoleSecAdmin: {PermBindingManage, PermRoleGrant},
-	RoleAuditor:  {PermAuditRead},
+	RoleAuditor:  {PermAuditRead, PermSystemLogRead, PermOpLogRead},
 }
 
 // KnownRole reports whether role is in RolePermissions.

@@ -117,21 +117,33 @@ func (t *UnitTree) InScope(userUnit, recordUnit string) bool {
 	return false
 }
 
-// Scope returns the units a user of unit userUnit may see (InScope): the
-// unit itself and every unit of the tree below it, sorted. A user without
-// a unit sees none.
-func (t *UnitTree) Scope(userUnit string) []string {
-	if userUnit == "" {
+// Subtree returns code and every unit below it, sorted; nil when code is
+// not in the tree.
+func (t *UnitTree) Subtree(code string) []string {
+	if !t.Contains(code) {
 		return nil
 	}
-	out := []string{userUnit}
+	var out []string
 	for u := range t.parent {
-		if u != userUnit && t.InScope(userUnit, u) {
+		if t.InScope(code, u) {
 			out = append(out, u)
 		}
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Scope returns the units a user of unit userUnit may see (InScope): its
+// Subtree, or only userUnit itself when it is not in the tree. A user
+// without a unit sees none.
+func (t *UnitTree) Scope(userUnit string) []string {
+	if userUnit == "" {
+		return nil
+	}
+	if s := t.Subtree(userUnit); s != nil {
+		return s
+	}
+	return []string{userUnit}
 }
 
 // demoUnits is deploy/units.example.yaml (a test keeps them equal).

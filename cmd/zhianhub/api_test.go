@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"zhianhub/adapters/mpsbus"
@@ -234,6 +235,22 @@ func TestFileCLIAndAPI(t *testing.T) {
 			t.Fatalf("the receipt was not correlated\n%s", logs.String())
 		}
 	}
+	// The operation and system logs are written in batches (every 500ms).
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var n int
+		_ = db.QueryRow(ctx, `SELECT (SELECT count(*) FROM operation_log WHERE request_id = $1) * (SELECT count(*) FROM system_log WHERE request_id = $1)`, requestID).Scan(&n)
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the API call is not in the operation and system logs")
+		}
+	}
 	code, out, errs = runCLI(t, "", env, "trace", requestID)
 	if code != 0 {
 		t.Fatalf("trace: exit %d %s", code, errs)
@@ -245,6 +262,7 @@ func TestFileCLIAndAPI(t *testing.T) {
 	// entry is chained when the relay's batch commits).
 	last := -1
 	for _, want := range []string{
+		"POST /api/v1/filings/keyperson.control → 202 by li.officer (310104000000)", // the operation log
 		"filing.submit 0000 by li.officer on " + filed.ID,
 		"out keyperson.control to 000000000000: sent",
 		"in receipt from 000000000000: opened",
@@ -260,7 +278,8 @@ func TestFileCLIAndAPI(t *testing.T) {
 		}
 		last = i
 	}
-	for _, want := range []string{"message.send ok by system on " + filed.ID, "out keyperson.control to 000000000000: receipted 0000 (ACCEPTED)"} {
+	for _, want := range []string{"message.send ok by system on " + filed.ID, "out keyperson.control to 000000000000: receipted 0000 (ACCEPTED)",
+		"INFO http request"} { // the hub's access log line, from the system log
 		if !strings.Contains(out, want) {
 			t.Errorf("trace lacks %q", want)
 		}

@@ -179,7 +179,7 @@ func (b *busRoutes) ready(context.Context) error {
 }
 
 // mount adds the bus API to the router (the portal API mounts more).
-func (b *busRoutes) mount(r chi.Router, a *apiAuth) {
+func (b *busRoutes) mount(r chi.Router, a *apiAuth, oplog api.OperationLog) {
 	var feedbacks *citybus.Feedbacks
 	if b.city != nil {
 		feedbacks = b.city.feedbacks
@@ -187,6 +187,7 @@ func (b *busRoutes) mount(r chi.Router, a *apiAuth) {
 	if err := api.Mount(r, api.Config{Feedbacks: feedbacks,
 		Pool: b.pool, Registry: b.registry, Filing: b.filing, Audit: b.audit, Journal: journal.New(b.pool),
 		DevIdentity: b.cfg.DevIdentity, Logger: b.logger, Authenticator: a.authn, Units: a.units, Events: b.events, AuditKeys: b.keys.SelfVerifier,
+		OperationLog: oplog,
 	}); err != nil {
 		// Only a programming error (a nil dependency) gets here.
 		b.logger.Error("the HTTP API is not mounted", "err", err)

@@ -57,7 +57,7 @@ func newCityRoutes(cfg config.Config, logger *slog.Logger, ks *keystore.Store, p
 	}
 	checker := transforms.CityChecker{Validator: validator}
 	c := &cityRoutes{cfg: cb, amqpURL: cfg.AMQP.URL, logger: logger.With("bus", "city"), node: ks.Node(), pool: pool,
-		queue: citybus.NodeQueue(cb.Exchange, ks.Node()), store: dispatch.New(dispatch.Config{})}
+		queue: citybus.NodeQueue(cb.Exchange, ks.Node()), store: dispatch.New()}
 	if c.inbound, err = routes.NewInbound(routes.InboundConfig{
 		Node: ks.Node(), Pool: pool, AMQPURL: cfg.AMQP.URL, Queue: c.queue, Exchange: cb.Exchange, RoutingKey: citybus.RoutingKey,
 		Ordering: routes.RefOrdering, Opener: opener, Payloads: checker, Registry: c.store, Journal: jr, Audit: aw,

@@ -60,6 +60,7 @@ func commands() map[string]command {
 		"keys":     {"generate, show or rotate node keys (gen|show|rotate)", runKeys},
 		"envelope": {"open or seal a secure envelope (open|seal)", runEnvelope},
 		"audit":    {"verify, archive and verify-archive the audit chain", runAudit},
+		"logs":     {"archive and verify-archive the system and operation logs", runLogs},
 		"sim":      {"run a bus simulator (mps)", runSim},
 		"dlq":      {"list, show, replay or resolve dead letters", runDLQ},
 		"trace":    {"the timeline of a request id, message id or key-person number", runTrace},

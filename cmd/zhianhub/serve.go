@@ -24,6 +24,7 @@ import (
 	"zhianhub/crypto/keystore"
 	"zhianhub/store"
 	"zhianhub/store/audit"
+	"zhianhub/store/logs"
 )
 
 func runServe(ctx context.Context, env *cliEnv, args []string) error {
@@ -36,8 +37,17 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	logger := config.NewLogger(env.stderr, cfg.Log.Level)
-	h, err := startHub(ctx, cfg, logger)
+	// The process log (JSON lines on stderr) is teed into the system log,
+	// which the hub writes once its database is open.
+	stderrLog := config.NewLogger(env.stderr, cfg.Log.Level)
+	host, _ := os.Hostname()
+	syslog, err := logs.NewWriter(logs.Config{Instance: fmt.Sprintf("%s:%d", host, os.Getpid()), Errors: stderrLog})
+	if err != nil {
+		return err
+	}
+	sysLevel, _ := config.ParseLevel(cfg.Log.SystemLevel)
+	logger := slog.New(logs.NewHandler(stderrLog.Handler(), syslog, logs.HandlerOptions{Level: sysLevel, RequestID: httpapi.RequestID}))
+	h, err := startHub(ctx, cfg, logger, syslog)
 	if err != nil {
 		logger.Error("start failed", "err", err)
 		return err
@@ -53,6 +63,7 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 type hub struct {
 	cfg     config.Config
 	logger  *slog.Logger
+	logs    *logs.Writer // the system and operation logs
 	keys    *keystore.Store
 	pool    *pgxpool.Pool
 	audit   *audit.Writer
@@ -67,8 +78,8 @@ type hub struct {
 
 // startHub builds and starts every component, in dependency order; on
 // failure it stops what was started.
-func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *hub, err error) {
-	h := &hub{cfg: cfg, logger: logger}
+func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger, logw *logs.Writer) (_ *hub, err error) {
+	h := &hub{cfg: cfg, logger: logger, logs: logw}
 	defer func() {
 		if err != nil {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -96,6 +107,7 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *h
 	if h.pool, err = store.Open(ctx, cfg.Database.URL, store.PoolConfig{MaxConns: inboundShards + 8}); err != nil {
 		return nil, err
 	}
+	h.logs.Start(h.pool)
 	if h.audit, err = audit.NewWriter(h.pool, audit.WriterConfig{
 		Signer:             h.keys.Signer(),
 		CheckpointInterval: cfg.Audit.CheckpointInterval,
@@ -136,7 +148,7 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *h
 	}); err != nil {
 		return nil, err
 	}
-	h.bus.mount(h.http.Router(), apiAuth)
+	h.bus.mount(h.http.Router(), apiAuth, h.logs)
 	if err = h.http.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -195,6 +207,11 @@ func (h *hub) stop(ctx context.Context) error {
 		}
 		errs = append(errs, h.audit.Close(ctx))
 	}
+	if h.logs != nil {
+		// The last records (this shutdown's) are written before the pool
+		// closes; later ones are on stderr only.
+		errs = append(errs, h.logs.Close(ctx))
+	}
 	if h.pool != nil {
 		h.pool.Close()
 	}
@@ -244,9 +261,9 @@ func newSecForwarder(cfg config.Config, pool *pgxpool.Pool, logger *slog.Logger)
 	return secplatform.NewForwarder(fc)
 }
 
-// archiveLoop archives the audit entries past the retention, a minute after
-// the start and then daily (audit.Archive: file and signed manifest first,
-// then deletion).
+// archiveLoop archives the audit entries past audit.retention and the
+// system and operation log records past log.retention, a minute after the
+// start and then daily (file and signed manifest first, then deletion).
 func (h *hub) archiveLoop(ctx context.Context) {
 	wait := time.Minute
 	for {
@@ -268,6 +285,22 @@ func (h *hub) archiveLoop(ctx context.Context) {
 			}
 		default:
 			h.logger.Info("audit entries archived", "from", res.From, "to", res.To, "file", res.File, "manifest", res.Manifest)
+		}
+		for _, l := range []logs.Log{logs.LogOperation, logs.LogSystem} {
+			res, err := logs.Archive(ctx, logs.ArchiveConfig{Pool: h.pool, Log: l, Dir: h.cfg.Log.ArchiveDir,
+				Before: time.Now().Add(-h.cfg.Log.Retention), Signer: h.keys.Signer(), Audit: h.audit})
+			switch {
+			case errors.Is(err, logs.ErrNothingToArchive):
+				h.logger.Debug("log archive: nothing past the retention", "log", l, "retention", h.cfg.Log.Retention.String())
+			case err != nil:
+				if ctx.Err() == nil {
+					h.logger.Error("log archive failed; retrying in an hour", "log", l, "err", err)
+					wait = time.Hour
+				}
+			default:
+				h.logger.Info("log records archived", "log", l, "from", res.Manifest.FromID, "to", res.Manifest.ToID,
+					"rows", res.Manifest.Rows, "file", res.File, "manifest", res.ManifestPath)
+			}
 		}
 	}
 }

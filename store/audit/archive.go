@@ -167,7 +167,7 @@ func Archive(ctx context.Context, cfg ArchiveConfig) (ArchiveResult, error) {
 		return ArchiveResult{}, err
 	}
 	m.File, m.CreatedAt, m.KeyID = name, time.Now().UTC().Truncate(time.Microsecond), string(cfg.Signer.KeyID())
-	if err := writeManifest(res.Manifest, m, cfg.Signer); err != nil {
+	if err := WriteSignedManifest(res.Manifest, m, cfg.Signer); err != nil {
 		return ArchiveResult{}, err
 	}
 	res.Entries, res.Checkpoints = m.Entries, m.Checkpoints
@@ -278,7 +278,11 @@ func writeArchive(ctx context.Context, pool *pgxpool.Pool, path string, from, to
 	return m, nil
 }
 
-func writeManifest(path string, m Manifest, signer crypto.Signer) error {
+// WriteSignedManifest writes manifest m (any JSON value) to a new file at
+// path, signed with signer over its compact JSON: {"manifest": m,
+// "signature": base64 DER}. Archives of other tables (operation and system
+// logs) use the same form; ReadSignedManifest checks it.
+func WriteSignedManifest(path string, m any, signer crypto.Signer) error {
 	body, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -306,6 +310,41 @@ func writeManifest(path string, m Manifest, signer crypto.Signer) error {
 	return f.Close()
 }
 
+// ReadSignedManifest reads a manifest written by WriteSignedManifest into
+// m, then checks its signature with the key keyID(m) names. It returns an
+// error when the file does not parse, the key is unknown or the signature
+// does not verify; m is filled in any case as far as it parsed.
+func ReadSignedManifest(path string, m any, keyID func() string, keys KeyFunc) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var sm signedManifest
+	if err := json.Unmarshal(raw, &sm); err != nil {
+		return fmt.Errorf("archive manifest: %w", err)
+	}
+	if err := json.Unmarshal(sm.Manifest, m); err != nil {
+		return fmt.Errorf("archive manifest: %w", err)
+	}
+	sig, err := base64.StdEncoding.DecodeString(sm.Signature)
+	if err != nil {
+		return fmt.Errorf("archive manifest signature: %w", err)
+	}
+	ver, ok := keys(crypto.KeyID(keyID()))
+	if !ok {
+		return fmt.Errorf("archive manifest signed by unknown key %s", keyID())
+	}
+	// Signed compact; the file shows it indented.
+	var body bytes.Buffer
+	if err := json.Compact(&body, sm.Manifest); err != nil {
+		return fmt.Errorf("archive manifest: %w", err)
+	}
+	if err := ver.Verify(body.Bytes(), sig); err != nil {
+		return fmt.Errorf("archive manifest: %w", err)
+	}
+	return nil
+}
+
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
@@ -325,32 +364,11 @@ func syncDir(dir string) error {
 // checkpoint at the last entry. It returns the manifest.
 func VerifyArchive(manifestPath string, keys KeyFunc) (Manifest, error) {
 	var m Manifest
-	raw, err := os.ReadFile(manifestPath)
-	if err != nil {
-		return m, err
+	if err := ReadSignedManifest(manifestPath, &m, func() string { return m.KeyID }, keys); err != nil {
+		return m, fmt.Errorf("audit: %w", err)
 	}
-	var sm signedManifest
-	if err := json.Unmarshal(raw, &sm); err != nil {
-		return m, fmt.Errorf("audit: archive manifest: %w", err)
-	}
-	if err := json.Unmarshal(sm.Manifest, &m); err != nil || m.Format != ArchiveFormat {
-		return m, fmt.Errorf("audit: archive manifest: not %s: %v", ArchiveFormat, err)
-	}
-	sig, err := base64.StdEncoding.DecodeString(sm.Signature)
-	if err != nil {
-		return m, fmt.Errorf("audit: archive manifest signature: %w", err)
-	}
-	ver, ok := keys(crypto.KeyID(m.KeyID))
-	if !ok {
-		return m, fmt.Errorf("audit: archive manifest signed by unknown key %s", m.KeyID)
-	}
-	// Signed compact; the file shows it indented.
-	var body bytes.Buffer
-	if err := json.Compact(&body, sm.Manifest); err != nil {
-		return m, fmt.Errorf("audit: archive manifest: %w", err)
-	}
-	if err := ver.Verify(body.Bytes(), sig); err != nil {
-		return m, fmt.Errorf("audit: archive manifest: %w", err)
+	if m.Format != ArchiveFormat {
+		return m, fmt.Errorf("audit: archive manifest: not %s", ArchiveFormat)
 	}
 	f, err := os.Open(filepath.Join(filepath.Dir(manifestPath), filepath.Base(m.File)))
 	if err != nil {

@@ -12,8 +12,9 @@
 //     applied again is registry.ErrAlreadyApplied (no second effect); a
 //     different message for an existing orderNo is E130.
 //   - An arriving order puts one row per target unit (state delivered) and
-//     one inbox item per target unit (Config.Inbox) in the same
-//     transaction.
+//     one reminder in each target unit's inbox (store/inbox: kind
+//     "dispatch", ref the orderNo, the order's title and level) in the same
+//     transaction; inbox delivery is idempotent on (unit, dispatch:orderNo).
 //   - A dispatch feedback must name an existing order (else E131 at refNo)
 //     and one of its target units (else E131 at unit). A unit may report
 //     in_progress any number of times, then one final result (done,
@@ -42,6 +43,7 @@ import (
 
 	"zhianhub/contracts"
 	"zhianhub/store"
+	"zhianhub/store/inbox"
 	"zhianhub/store/registry"
 )
 
@@ -71,35 +73,15 @@ func (e *StateError) UserReason() string { return e.Reason }
 // ErrNotFound reports an unknown order (or one outside the caller's units).
 var ErrNotFound = errors.New("dispatch: not found")
 
-// InboxItem is a reminder for one unit's inbox.
-type InboxItem struct {
-	Unit  string
-	Kind  string // "dispatch"
-	Ref   string // the orderNo
-	Title string
-	Level int
-}
+// InboxKind is the inbox item kind of a dispatch order.
+const InboxKind = "dispatch"
 
-// Inbox delivers reminders to units' inboxes in the caller's transaction
-// (the portal's message reminders, store/inbox when it lands).
-type Inbox interface {
-	Deliver(ctx context.Context, q store.Querier, items ...InboxItem) error
-}
-
-// Config configures a Store.
-type Config struct {
-	// Inbox receives one item per target unit of an arriving order; nil =
-	// the unit rows of the order are the only delivery.
-	Inbox Inbox
-}
-
-// Store is the dispatch-order and feedback store.
-type Store struct {
-	cfg Config
-}
+// Store is the dispatch-order and feedback store. It holds no state: the
+// zero value is ready.
+type Store struct{}
 
 // New returns a Store.
-func New(cfg Config) *Store { return &Store{cfg: cfg} }
+func New() *Store { return &Store{} }
 
 // Apply implements routes.Registry for the city bus: an inbound
 // dispatch.order stores the order; an outbound feedback.* records the
@@ -142,14 +124,12 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
 SELECT $1, u, 'delivered', $3 FROM unnest($2::text[]) AS u`, o.OrderNo, o.TargetUnits, m.At); err != nil {
 		return fmt.Errorf("dispatch: units of order %s: %w", o.OrderNo, err)
 	}
-	if s.cfg.Inbox == nil {
-		return nil
-	}
-	items := make([]InboxItem, len(o.TargetUnits))
+	items := make([]inbox.Item, len(o.TargetUnits))
 	for i, u := range o.TargetUnits {
-		items[i] = InboxItem{Unit: u, Kind: "dispatch", Ref: o.OrderNo, Title: o.Title, Level: o.Level}
+		items[i] = inbox.Item{RecipientKind: inbox.ToUnit, Recipient: u, Kind: InboxKind, Ref: o.OrderNo,
+			Title: "调度指令：" + o.Title, Body: o.Content, Level: o.Level}
 	}
-	if err := s.cfg.Inbox.Deliver(ctx, tx, items...); err != nil {
+	if _, err := inbox.Deliver(ctx, tx, items...); err != nil {
 		return fmt.Errorf("dispatch: inbox of order %s: %w", o.OrderNo, err)
 	}
 	return nil

@@ -1,6 +1,7 @@
 // Package trace follows one id through the hub: a request id, a message id
 // or a key-person number. It collects what the audit chain, the message
-// journal, the outbox, the inbox and the dead letters hold about it and
+// journal, the outbox, the inbox, the dead letters and the operation and
+// system logs hold about it and
 // about everything linked to it — a user action's request id names the
 // filing it created (audit object), the filing's id names its sends, its
 // receipt (journal correlation) and the receipt's audit entry — and returns
@@ -24,7 +25,9 @@ import (
 // Step is one line of a timeline.
 type Step struct {
 	At time.Time `json:"at"`
-	// Source is "audit", "journal", "outbox", "inbox" or "dead_letter".
+	// Source is "audit", "journal", "outbox", "inbox", "dead_letter",
+	// "operation_log" (the API call) or "system_log" (what the hub logged
+	// about a followed request or message).
 	Source string `json:"source"`
 	// Ref is the row: the audit seq, the journal message and direction,
 	// the outbox or inbox id, the dead-letter id.
@@ -205,6 +208,14 @@ func (t *tracer) collect(ctx context.Context) error {
 		{"dead_letter", `SELECT at, id::text, kind || ' ' || code || ': ' || reason ||
 				CASE WHEN resolved_at IS NOT NULL THEN ' (resolved)' ELSE '' END
 			FROM dead_letter WHERE message_id = ANY($1) LIMIT 5000`, []any{t.links}},
+		// The user action itself (the request id of the API call).
+		{"operation_log", `SELECT at, id::text, method || ' ' || path || ' → ' || status || ' by ' || user_id ||
+				CASE WHEN unit <> '' THEN ' (' || unit || ')' ELSE '' END || ', ' || round(duration_us / 1000.0, 1) || ' ms'
+			FROM operation_log WHERE request_id = ANY($1) ORDER BY id LIMIT 5000`, []any{t.links}},
+		// What the hub logged about the request or the messages.
+		{"system_log", `SELECT at, id::text, CASE level WHEN 8 THEN 'ERROR' WHEN 4 THEN 'WARN' WHEN 0 THEN 'INFO' ELSE 'DEBUG' END ||
+				CASE WHEN component <> '' THEN ' [' || component || ']' ELSE '' END || ' ' || msg
+			FROM system_log WHERE request_id = ANY($1) OR message_id = ANY($1) ORDER BY id LIMIT 5000`, []any{t.links}},
 	}
 	for _, qq := range queries {
 		rows, err := t.q.Query(ctx, qq.sql, qq.args...)

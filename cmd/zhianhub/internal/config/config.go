@@ -48,6 +48,10 @@ const (
 	// seed's requirement) before they are archived and deleted.
 	DefaultAuditRetention  = 3 * 365 * 24 * time.Hour
 	DefaultAuditArchiveDir = "./var/archive/audit"
+	// DefaultLogRetention keeps the system and operation logs 180 days
+	// before they are archived and deleted.
+	DefaultLogRetention  = 180 * 24 * time.Hour
+	DefaultLogArchiveDir = "./var/archive/logs"
 	// DefaultAuditVerifyInterval is how often the hub verifies its audit
 	// chain (a broken chain is a security event).
 	DefaultAuditVerifyInterval = time.Hour
@@ -199,6 +203,14 @@ func (a AuthConfig) OIDC() bool { return a.OIDCIssuer != "" }
 type LogConfig struct {
 	// Level is debug, info, warn or error.
 	Level string
+	// SystemLevel is the least level kept in the system log (the
+	// database, queryable through the API): debug, info, warn or error.
+	SystemLevel string
+	// Retention is how long system and operation log records stay in the
+	// database; older ones are archived to ArchiveDir (signed manifest),
+	// then deleted.
+	Retention  time.Duration
+	ArchiveDir string
 }
 
 // ShutdownConfig bounds graceful shutdown.
@@ -246,7 +258,7 @@ func Default() Config {
 		AMQP:        AMQPConfig{URL: DefaultAMQPURL},
 		Keys:        KeysConfig{Dir: DefaultKeysDir},
 		HTTP:        HTTPConfig{Addr: DefaultHTTPAddr},
-		Log:         LogConfig{Level: DefaultLogLevel},
+		Log:         LogConfig{Level: DefaultLogLevel, SystemLevel: DefaultLogLevel, Retention: DefaultLogRetention, ArchiveDir: DefaultLogArchiveDir},
 		Shutdown:    ShutdownConfig{Timeout: DefaultShutdownTimeout},
 		Audit:       AuditConfig{CheckpointInterval: DefaultCheckpointInterval, Retention: DefaultAuditRetention, ArchiveDir: DefaultAuditArchiveDir, VerifyInterval: DefaultAuditVerifyInterval},
 		Exchange: ExchangeConfig{
@@ -294,7 +306,10 @@ type fileConfig struct {
 	} `yaml:"auth"`
 	Categories *string `yaml:"categories"`
 	Log        struct {
-		Level *string `yaml:"level"`
+		Level       *string `yaml:"level"`
+		SystemLevel *string `yaml:"system_level"`
+		Retention   *string `yaml:"retention"`
+		ArchiveDir  *string `yaml:"archive_dir"`
 	} `yaml:"log"`
 	Shutdown struct {
 		Timeout *string `yaml:"timeout"`
@@ -410,6 +425,15 @@ func fields() []field {
 		{"log.level", "ZHIANHUB_LOG_LEVEL",
 			func(f *fileConfig) *string { return f.Log.Level },
 			func(c *Config, v string) error { c.Log.Level = strings.ToLower(strings.TrimSpace(v)); return nil }},
+		{"log.system_level", "ZHIANHUB_LOG_SYSTEM_LEVEL",
+			func(f *fileConfig) *string { return f.Log.SystemLevel },
+			func(c *Config, v string) error { c.Log.SystemLevel = strings.ToLower(strings.TrimSpace(v)); return nil }},
+		{"log.retention", "ZHIANHUB_LOG_RETENTION",
+			func(f *fileConfig) *string { return f.Log.Retention },
+			setDuration(func(c *Config) *time.Duration { return &c.Log.Retention })},
+		{"log.archive_dir", "ZHIANHUB_LOG_ARCHIVE_DIR",
+			func(f *fileConfig) *string { return f.Log.ArchiveDir },
+			setString(func(c *Config) *string { return &c.Log.ArchiveDir })},
 		{"shutdown.timeout", "ZHIANHUB_SHUTDOWN_TIMEOUT",
 			func(f *fileConfig) *string { return f.Shutdown.Timeout },
 			setDuration(func(c *Config) *time.Duration { return &c.Shutdown.Timeout })},
@@ -716,6 +740,15 @@ func (c Config) Validate() error {
 	if _, err := ParseLevel(c.Log.Level); err != nil {
 		add("log.level", err)
 	}
+	if _, err := ParseLevel(c.Log.SystemLevel); err != nil {
+		add("log.system_level", err)
+	}
+	if c.Log.Retention < 24*time.Hour {
+		add("log.retention", fmt.Errorf("must be at least 24h, not %s", c.Log.Retention))
+	}
+	if strings.TrimSpace(c.Log.ArchiveDir) == "" {
+		add("log.archive_dir", errors.New("must not be empty"))
+	}
 	if c.Shutdown.Timeout <= 0 {
 		add("shutdown.timeout", fmt.Errorf("must be positive, not %s", c.Shutdown.Timeout))
 	}
@@ -910,6 +943,9 @@ func (c Config) redactedPairs() [][2]string {
 		{"http.addr", c.HTTP.Addr},
 		{"categories", c.Categories},
 		{"log.level", c.Log.Level},
+		{"log.system_level", c.Log.SystemLevel},
+		{"log.retention", c.Log.Retention.String()},
+		{"log.archive_dir", c.Log.ArchiveDir},
 		{"shutdown.timeout", c.Shutdown.Timeout.String()},
 		{"audit.checkpoint_interval", c.Audit.CheckpointInterval.String()},
 		{"audit.retention", c.Audit.Retention.String()},
