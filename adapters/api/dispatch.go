@@ -43,6 +43,18 @@ func orderNoParam(r *http.Request) (string, error) { return numberParam(r, "orde
 
 func unknownOrder(orderNo string) *Error { return notFound("调度指令 %s 不存在", orderNo) }
 
+// viewOrder writes an order's times in Shanghai time, as every view.
+func viewOrder(o dispatch.Order) dispatch.Order {
+	o.Deadline, o.ReceivedAt = local(o.Deadline), local(o.ReceivedAt)
+	units := make([]dispatch.Unit, len(o.Units))
+	for i, u := range o.Units {
+		u.DeliveredAt, u.SubmittedAt = local(u.DeliveredAt), localPtr(u.SubmittedAt)
+		units[i] = u
+	}
+	o.Units = units
+	return o
+}
+
 // scope returns the units the caller may see.
 func (s *server) scope(ctx context.Context) []string {
 	id, _ := auth.IdentityFrom(ctx)
@@ -83,7 +95,11 @@ func (s *server) listOrders(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	body := map[string]any{"orders": list}
+	out := make([]dispatch.Order, len(list))
+	for i, o := range list {
+		out[i] = viewOrder(o)
+	}
+	body := map[string]any{"orders": out}
 	if len(list) == f.Limit {
 		body["next"] = list[len(list)-1].OrderNo
 	}
@@ -107,7 +123,7 @@ func (s *server) getOrder(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	httpapi.WriteJSON(w, http.StatusOK, o)
+	httpapi.WriteJSON(w, http.StatusOK, viewOrder(*o))
 	return nil
 }
 

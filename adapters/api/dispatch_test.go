@@ -168,3 +168,18 @@ func TestDispatchOrdersExport(t *testing.T) {
 		t.Fatalf("export audits %+v", audits)
 	}
 }
+
+// TestDispatchOrderTimesInShanghai: the API writes times in UTC+08:00, as
+// every view does.
+func TestDispatchOrderTimesInShanghai(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	h.cityOrder("31000020261127000001", "外滩巡逻", "310104000000")
+	r := h.call(user{id: "li", unit: "310104000000", roles: "officer"}, http.MethodGet, "/api/v1/dispatch/orders/31000020261127000001", nil)
+	m := r.json(t)
+	if m["deadline"] != "2026-11-29T04:00:00+08:00" || m["receivedAt"] != "2026-11-27T17:00:00+08:00" {
+		t.Fatalf("times %v %v", m["deadline"], m["receivedAt"])
+	}
+	if u := m["units"].([]any)[0].(map[string]any); u["deliveredAt"] != "2026-11-27T17:00:00+08:00" {
+		t.Fatalf("deliveredAt %v", u["deliveredAt"])
+	}
+}
