@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -319,5 +320,59 @@ func TestOrders(t *testing.T) {
 	}
 	if st := r.sim.Stats(); st.LostReceipts != 1 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestReorderAndScript: a reordered order goes out after the next one; a
+// script's orders are completed and sent at start.
+func TestReorderAndScript(t *testing.T) {
+	r := newRig(t, nil)
+	ctx := context.Background()
+	held, err := r.sim.SendOrder(ctx, json.RawMessage(`{"title":"先发后到"}`), mpssim.FaultReorder)
+	must(t, err)
+	if m, ok := r.next(500 * time.Millisecond); ok {
+		t.Fatalf("the reordered order was sent at once: %+v", m.Header)
+	}
+	next, err := r.sim.SendOrder(ctx, nil, "")
+	must(t, err)
+	a, _ := r.next(5 * time.Second)
+	b, _ := r.next(5 * time.Second)
+	if a == nil || b == nil || a.ID != next.ID || b.ID != held.ID {
+		t.Fatalf("order of arrival: %v then %v, want %s then %s", a, b, next.ID, held.ID)
+	}
+	if _, err := r.sim.SendOrder(ctx, nil, mpssim.FaultLostReceipt); err == nil {
+		t.Error("lostReceipt is not an order fault")
+	}
+
+	script := filepath.Join(t.TempDir(), "orders.jsonl")
+	must(t, os.WriteFile(script, []byte("# demo\n{\"title\":\"脚本一\",\"level\":3}\n\n{\"orderNo\":\"31000020261127000077\",\"targetUnits\":[\"310105000000\"]}\n"), 0o600))
+	lines, err := citysim.LoadScript(script)
+	must(t, err)
+	if len(lines) != 2 {
+		t.Fatalf("script lines %d", len(lines))
+	}
+	must(t, os.WriteFile(script, []byte("{\"title\":\n"), 0o600))
+	if _, err := citysim.LoadScript(script); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("bad script: %v", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  citysim.Config
+		want string
+	}{
+		{"no keys", citysim.Config{}, "key directory"},
+		{"bad url", citysim.Config{KeyDir: "k", AMQPURL: "http://x"}, "AMQP URL"},
+		{"bad unit", citysim.Config{KeyDir: "k", Units: []string{"3101"}}, "unit"},
+		{"bad rate", citysim.Config{KeyDir: "k", Rate: -1}, "rate"},
+		{"unknown fault", citysim.Config{KeyDir: "k", Faults: map[mpssim.Fault]float64{mpssim.FaultGap: 0.5}}, "unknown fault"},
+		{"bad probability", citysim.Config{KeyDir: "k", Faults: map[mpssim.Fault]float64{mpssim.FaultDuplicate: 2}}, "probability"},
+	} {
+		_, err := citysim.New(tc.cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
 	}
 }
