@@ -19,9 +19,6 @@ import (
 // IngressQueue is the hub's queue on the ingress exchange.
 const IngressQueue = "zhian.ingress.hub"
 
-// handleTimeout bounds the handling of one ingress delivery.
-const handleTimeout = 30 * time.Second
-
 // EventContracts validates internal events; *events.Registry satisfies it.
 type EventContracts interface {
 	// Get returns the contract of kind.
@@ -147,61 +144,16 @@ func DeclareIngress(ch *amqp.Channel, exchange, queue, eventsExchange string) er
 // Run consumes until ctx ends. A delivery in hand when ctx ends is
 // finished first.
 func (in *Ingress) Run(ctx context.Context) error {
-	defer in.dialer.close()
 	defer in.pub.close()
-	backoff := 200 * time.Millisecond
-	for ctx.Err() == nil {
-		err := in.consume(ctx)
-		if ctx.Err() != nil {
-			break
-		}
-		in.cfg.Logger.Warn("ingress consumer stopped; reconnecting", "queue", in.cfg.Queue, "err", err, "retry_in", backoff.String())
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 10*time.Second)
-	}
+	c := consumer{name: "ingress", queue: in.cfg.Queue, prefetch: in.cfg.Prefetch, dialer: in.dialer, logger: in.cfg.Logger,
+		declare: func(ch *amqp.Channel) error {
+			return DeclareIngress(ch, in.cfg.Exchange, in.cfg.Queue, in.cfg.EventsExchange)
+		},
+		handle: in.handle, logAttrs: []any{"exchange", in.cfg.Exchange, "events", in.cfg.EventsExchange}}
+	c.run(ctx)
 	return nil
 }
 
-func (in *Ingress) consume(ctx context.Context) error {
-	conn, err := in.dialer.get(ctx)
-	if err != nil {
-		return err
-	}
-	ch, err := conn.Channel()
-	if err != nil {
-		return fmt.Errorf("amqp channel: %w", err)
-	}
-	defer ch.Close()
-	if err := DeclareIngress(ch, in.cfg.Exchange, in.cfg.Queue, in.cfg.EventsExchange); err != nil {
-		return err
-	}
-	if err := ch.Qos(in.cfg.Prefetch, 0, false); err != nil {
-		return fmt.Errorf("amqp qos: %w", err)
-	}
-	deliveries, err := ch.ConsumeWithContext(ctx, in.cfg.Queue, "zhianhub-ingress", false, false, false, false, nil)
-	if err != nil {
-		return fmt.Errorf("consume %s: %w", in.cfg.Queue, err)
-	}
-	in.cfg.Logger.Info("ingress route consuming", "queue", in.cfg.Queue, "exchange", in.cfg.Exchange, "events", in.cfg.EventsExchange)
-	for d := range deliveries {
-		// A delivery in hand is finished even when ctx ends, within a
-		// bound: a hung broker or database returns it to the queue.
-		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handleTimeout)
-		err := in.handle(hctx, d)
-		cancel()
-		if err != nil {
-			_ = d.Nack(false, true)
-			return err
-		}
-	}
-	return errors.New("delivery channel closed")
-}
-
-// handle processes one delivery and acks it; an error means it was neither
-// published nor kept (the caller returns it to the queue).
 func (in *Ingress) handle(ctx context.Context, d amqp.Delivery) error {
 	kind := d.RoutingKey
 	err := in.check(kind, d)
@@ -275,21 +227,26 @@ func (in *Ingress) check(kind string, d amqp.Delivery) error {
 // keep stores the dead letter of a refused delivery, once: a redelivery
 // whose letter is already there is not kept again.
 func (in *Ingress) keep(ctx context.Context, d amqp.Delivery, rej events.Rejection) error {
-	source := "amqp:" + in.cfg.Queue
+	return keepOnce(ctx, in.cfg.Pool, in.cfg.DeadLetters, "amqp:"+in.cfg.Queue, in.cfg.Exchange, d, rej.MessageID, rej.Code, rej.Reason)
+}
+
+// keepOnce stores the dead letter of delivery d from exchange (raw bytes,
+// code, reason), unless d is a redelivery whose letter exists already.
+func keepOnce(ctx context.Context, pool *pgxpool.Pool, dls DeadLetters, source, exchange string, d amqp.Delivery, messageID, code, reason string) error {
 	if d.Redelivered {
 		var exists bool
-		if err := in.cfg.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM dead_letter
+		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM dead_letter
 			WHERE source = $1 AND exchange = $2 AND routing_key = $3 AND message_id = $4 AND code = $5 AND raw = $6)`,
-			source, in.cfg.Exchange, d.RoutingKey, rej.MessageID, rej.Code, d.Body).Scan(&exists); err != nil {
+			source, exchange, d.RoutingKey, messageID, code, d.Body).Scan(&exists); err != nil {
 			return fmt.Errorf("dead letter lookup: %w", err)
 		}
 		if exists {
 			return nil
 		}
 	}
-	_, err := in.cfg.DeadLetters.Put(ctx, in.cfg.Pool, deadletter.Letter{
-		Source: source, Exchange: in.cfg.Exchange, RoutingKey: d.RoutingKey, MessageID: rej.MessageID,
-		Sender: d.UserId, Kind: d.RoutingKey, Raw: d.Body, Code: rej.Code, Reason: rej.Reason,
+	_, err := dls.Put(ctx, pool, deadletter.Letter{
+		Source: source, Exchange: exchange, RoutingKey: d.RoutingKey, MessageID: messageID,
+		Sender: d.UserId, Kind: d.RoutingKey, Raw: d.Body, Code: code, Reason: reason,
 	})
 	return err
 }

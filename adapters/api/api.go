@@ -1,8 +1,8 @@
 // Package api is the hub's HTTP API under /api/v1: filing key-person
 // records up to the Ministry (备案), reading the records the hub holds with
 // their history, controls and verification tasks, signing tasks, following
-// filings that await a receipt, and the city bureau's dispatch orders with
-// the units' feedback (dispatch.go). The OpenAPI 3.0 document of every
+// filings that await a receipt; the portal's warnings and leads; the city
+// bureau's dispatch orders with the units' feedback (dispatch.go). The OpenAPI 3.0 document of every
 // endpoint is served at /api/v1/openapi.json, the AsyncAPI 3.0 document of
 // the internal events (generated from contracts/events) at
 // /api/v1/asyncapi.json; both to any identified caller.
@@ -88,9 +88,62 @@
 //   - A filing committed to the outbox whose audit then failed is answered
 //     202 (it will be published; answering 500 would invite a second
 //     filing) and logged as an error.
+//   - Warnings (信息预警, package store/warning) and leads (信息线索,
+//     package store/lead) are bounded by the unit tree: a caller sees the
+//     warnings one of whose responsible units (now, or before a transfer)
+//     is in their subtree, and the leads registered by units of their
+//     subtree; others are 404 E131 like unknown ones. A warning step
+//     (sign, start, finish, transfer) needs warning.handle and the
+//     responsible unit now in the caller's subtree (else 403); the state
+//     machine's refusal is 409 E130 naming the state; a bad body member
+//     is 422 E120. Each step is audited in its own transaction
+//     (warning.<step>), with its event (warning.signed, warning.feedback)
+//     in the outbox; reads of warnings and leads are not audited (they
+//     carry no ID number, name or address), the export is (warning.export).
+//     The officer's number defaults to the caller's user id when that is
+//     6-8 digits. Lead texts are shown as registered.
 //   - OpenAPI forbids two templates that differ only in parameter names, so
 //     the document names the parameter of POST /filings/{kind} and
 //     GET /filings/{id} "kindOrId".
+//   - Portal (消息提醒): every identity with portal.use (officers, portal
+//     administrators) has an inbox: the items addressed to them and to
+//     their unit (not to the units below: a to-do list, not a view of the
+//     tree). GET /inbox is keyset-paged by item id (before), newest first.
+//     The three administrators have no inbox. Inbox reads are not audited
+//     (no personal data: producers put none in titles and bodies); the
+//     export is (inbox.export).
+//   - GET /inbox/stream is Server-Sent Events. Each hub process has one
+//     listening PostgreSQL connection (Config.Live, inbox.Listener) for
+//     every stream; a notification only wakes the streams of the user or
+//     unit it names, which then read what is new from the inbox by id, so
+//     a lost or coalesced wake-up delays nothing past the next one, and
+//     Last-Event-ID (an item id) replays what a reconnecting client
+//     missed. The stream lifts the server's write and read deadlines for
+//     itself (http.ResponseController), sends a heartbeat comment every
+//     Config.Heartbeat, ends when the client goes and says "bye" when the
+//     listener stops (the hub stops it before the HTTP server's graceful
+//     shutdown, which would otherwise wait for the streams). An item whose
+//     transaction commits after one with a higher id was streamed is not
+//     streamed (ids are taken before commit); it is in GET /inbox and in
+//     the unread counts sent with every wake-up.
+//   - System notices (系统公告): authored by notice.manage (the business
+//     role portaladmin, granted by the security administrator like any
+//     business role; not to an administrator's account) for the units in
+//     the author's scope, draft → published → withdrawn (a draft may be
+//     edited or deleted; a published one only withdrawn, with a reason).
+//     Publishing delivers the reminders at once, one unit item per unit of
+//     the audience's subtrees (as of the tree then) carrying the audience
+//     roles; which notices a reader sees is computed at read time (unit
+//     chain, roles). A notice outside a manager's scope is 404 like an
+//     unknown one. Every change is audited in its transaction
+//     (notice.create, .update, .delete, .publish, .withdraw).
+//   - Smart push (智能推送): a user's rules remind that user (portal.use);
+//     a unit's rules remind the unit (push.manage, portaladmin, a unit in
+//     scope). A rule's unit scope lies within its owner's scope; a root
+//     scope is stored as the whole tree. routes.Push applies the rules to
+//     the events of zhian.events. Rules match on kind, category, level and
+//     unit only: the events carry no ethnicity, religion or health, and a
+//     rule has no field for them (an unknown member is refused, 400).
 package api
 
 import (
@@ -111,8 +164,11 @@ import (
 	"zhianhub/contracts/events"
 	"zhianhub/routes"
 	"zhianhub/store/audit"
+	"zhianhub/store/inbox"
 	"zhianhub/store/journal"
+	"zhianhub/store/lead"
 	"zhianhub/store/registry"
+	"zhianhub/store/warning"
 )
 
 // Prefix is where Mount puts the API.
@@ -163,6 +219,17 @@ type Config struct {
 	// MaxExportRows is the most rows of one export (GET /audit/export,
 	// /tasks/export); more is refused, 400. Default DefaultMaxExportRows.
 	MaxExportRows int
+	// Warnings and Leads are the portal's warnings and leads. Default:
+	// built on Pool and Units, without city feedback.
+	Warnings *warning.Service
+	Leads    *lead.Service
+	// Live wakes the inbox streams (GET /inbox/stream): the process's one
+	// listening connection, run by the caller. Without it the stream is
+	// answered 503 E503.
+	Live *inbox.Listener
+	// Heartbeat is the interval of the comment lines that keep an inbox
+	// stream open through proxies. Default DefaultHeartbeat.
+	Heartbeat time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -188,6 +255,10 @@ func (c *Config) setDefaults() {
 	if c.MaxExportRows == 0 {
 		c.MaxExportRows = DefaultMaxExportRows
 	}
+	c.portalDefaults()
+	if c.Heartbeat == 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
 }
 
 // Validate reports whether the configuration can be used (after defaults).
@@ -200,7 +271,7 @@ func (c Config) Validate() error {
 		{"Pool", c.Pool == nil}, {"Registry", c.Registry == nil}, {"Filing", c.Filing == nil},
 		{"Audit", c.Audit == nil}, {"Journal", c.Journal == nil}, {"Logger", c.Logger == nil},
 		{"Authenticator", c.Authenticator == nil}, {"Now", c.Now == nil}, {"Access", c.Access == nil}, {"Units", c.Units == nil},
-		{"AuditKeys", c.AuditKeys == nil},
+		{"AuditKeys", c.AuditKeys == nil}, {"Warnings", c.Warnings == nil}, {"Leads", c.Leads == nil},
 	} {
 		if f.missing {
 			errs = append(errs, fmt.Errorf("%s is required", f.name))
@@ -208,6 +279,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxExportRows < 1 || c.MaxExportRows > sheet.MaxRows {
 		errs = append(errs, fmt.Errorf("MaxExportRows must be 1-%d", sheet.MaxRows))
+	}
+	if c.Heartbeat < 0 {
+		errs = append(errs, errors.New("Heartbeat must not be negative"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("api: invalid config: %w", err)
@@ -286,6 +360,33 @@ func Mount(r chi.Router, cfg Config) error {
 		r.With(can(auth.PermAuditRead)).Get("/audit/verify", s.handle(s.verifyAudit))
 		r.With(can(auth.PermSystemLogRead)).Get("/logs/system", s.handle(s.listSystemLog))
 		r.With(can(auth.PermOpLogRead)).Get("/logs/operations", s.handle(s.listOperationLog))
+
+		r.With(can(auth.PermWarningRead)).Get("/warnings", s.handle(s.listWarnings))
+		r.With(can(auth.PermWarningRead)).Get("/warnings/export", s.handle(s.exportWarnings))
+		r.With(can(auth.PermWarningRead)).Get("/warnings/{warningId}", s.handle(s.getWarning))
+		for _, a := range []string{warning.ActSign, warning.ActStart, warning.ActFinish, warning.ActTransfer} {
+			r.With(can(auth.PermWarningHandle)).Post("/warnings/{warningId}/"+a, s.handle(s.stepWarning(a)))
+		}
+		r.With(can(auth.PermLeadRead)).Get("/leads", s.handle(s.listLeads))
+		r.With(can(auth.PermLeadRegister)).Post("/leads", s.handle(s.registerLead))
+		r.With(can(auth.PermLeadRead)).Get("/leads/{leadId}", s.handle(s.getLead))
+
+		// Portal: message reminders, system notices, smart-push rules.
+		r.With(can(auth.PermPortalUse)).Get("/inbox", s.handle(s.listInbox))
+		r.With(can(auth.PermPortalUse)).Get("/inbox/unread", s.handle(s.unreadInbox))
+		r.With(can(auth.PermPortalUse)).Post("/inbox/read", s.handle(s.readInbox))
+		r.With(can(auth.PermPortalUse)).Get("/inbox/stream", s.handle(s.streamInbox))
+		r.With(can(auth.PermPortalUse)).Get("/inbox/export", s.handle(s.exportInbox))
+		r.With(can(auth.PermPortalUse)).Get("/notices", s.handle(s.listNotices))
+		r.With(can(auth.PermPortalUse)).Get("/notices/{noticeId}", s.handle(s.getNotice))
+		r.With(can(auth.PermNoticeManage)).Post("/notices", s.handle(s.createNotice))
+		r.With(can(auth.PermNoticeManage)).Put("/notices/{noticeId}", s.handle(s.updateNotice))
+		r.With(can(auth.PermNoticeManage)).Delete("/notices/{noticeId}", s.handle(s.deleteNotice))
+		r.With(can(auth.PermNoticeManage)).Post("/notices/{noticeId}/publish", s.handle(s.publishNotice))
+		r.With(can(auth.PermNoticeManage)).Post("/notices/{noticeId}/withdraw", s.handle(s.withdrawNotice))
+		r.With(can(auth.PermPortalUse)).Get("/push-rules", s.handle(s.listPushRules))
+		r.With(can(auth.PermPortalUse)).Post("/push-rules", s.handle(s.createPushRule))
+		r.With(can(auth.PermPortalUse)).Delete("/push-rules/{ruleId}", s.handle(s.deletePushRule))
 	})
 	return nil
 }

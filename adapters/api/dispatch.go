@@ -34,7 +34,8 @@ import (
 //   - Orders carry no personal data (no ID number, name or address
 //     fields): reads are not audited; exports are (dispatch.export).
 //   - Without the city bus (Config.Feedbacks nil) the orders can be read;
-//     a feedback is answered 503 E199 市局反馈总线未启用.
+//     a feedback is answered 503 E503 市局反馈总线未启用 (as other features
+//     that are not running).
 
 // ActionDispatchExport is the audit action of an order export.
 const ActionDispatchExport = "dispatch.export"
@@ -164,7 +165,7 @@ func (s *server) postFeedback(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if s.cfg.Feedbacks == nil {
-		return &Error{Status: http.StatusServiceUnavailable, Code: httpapi.CodeInternal, Message: "市局反馈总线未启用，无法报送反馈"}
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "市局反馈总线未启用，无法报送反馈"}
 	}
 	id, _ := auth.IdentityFrom(ctx)
 	if req.Unit == "" {

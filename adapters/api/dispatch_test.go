@@ -183,3 +183,16 @@ func TestDispatchOrderTimesInShanghai(t *testing.T) {
 		t.Fatalf("deliveredAt %v", u["deliveredAt"])
 	}
 }
+
+// TestDispatchFeedbackWithoutCityBus: without the city bus, orders can be
+// read but a feedback is 503 E503.
+func TestDispatchFeedbackWithoutCityBus(t *testing.T) {
+	h := newHarness(t, harnessOpts{noCityBus: true})
+	h.cityOrder("31000020261127000001", "外滩巡逻", "310104000000")
+	u := user{id: "li", unit: "310104000000", roles: "officer"}
+	if r := h.call(u, http.MethodGet, "/api/v1/dispatch/orders/31000020261127000001", nil); r.status != http.StatusOK {
+		t.Fatalf("get: %d %s", r.status, r.body)
+	}
+	expectError(t, h.call(u, http.MethodPost, "/api/v1/dispatch/orders/31000020261127000001/feedback",
+		map[string]any{"officer": "123456", "result": "done", "detail": "x"}), http.StatusServiceUnavailable, "E503", "市局反馈总线未启用")
+}

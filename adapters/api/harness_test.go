@@ -35,6 +35,7 @@ import (
 	"zhianhub/store/audit"
 	"zhianhub/store/deadletter"
 	"zhianhub/store/dispatch"
+	"zhianhub/store/inbox"
 	"zhianhub/store/journal"
 	"zhianhub/store/logs"
 	"zhianhub/store/registry"
@@ -70,9 +71,13 @@ type harness struct {
 	toMin    <-chan amqp.Delivery
 	held     []fromHub // read from toMin, not yet collected
 	srv      *httptest.Server
-	client   *http.Client // of srv; a test may swap it (another TLS client certificate)
-	header   http.Header  // sent with every request when set
+	url      string          // of the API server (srv's, or server's with timeouts)
+	server   *httpapi.Server // started for real with harnessOpts.timeouts
+	client   *http.Client    // of srv; a test may swap it (another TLS client certificate)
+	header   http.Header     // sent with every request when set
 	doc      *openAPIDoc
+	live     *inbox.Listener    // the inbox streams' listener
+	stopLive context.CancelFunc // stops live (as the hub's shutdown does)
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 }
@@ -86,6 +91,13 @@ type harnessOpts struct {
 	resend routes.ResendPolicy
 	// maxExportRows is api.Config.MaxExportRows (0: the default).
 	maxExportRows int
+	// noCityBus mounts the API without the city bus's feedback filing.
+	noCityBus bool
+	// heartbeat is api.Config.Heartbeat (0: the default).
+	heartbeat time.Duration
+	// timeouts, when set, serves the API with httpapi.Server itself (not
+	// httptest), with this read and write timeout.
+	timeouts time.Duration
 }
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
@@ -197,7 +209,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	h.cityOpen, err = envelope.NewOpener(envelope.OpenerConfig{Keys: cityKeys, Kinds: cityKinds})
 	must(t, err)
 
-	server, err := httpapi.New(httpapi.Config{Addr: "127.0.0.1:0", Logger: logger})
+	server, err := httpapi.New(httpapi.Config{Addr: "127.0.0.1:0", Logger: logger, ReadTimeout: o.timeouts, WriteTimeout: o.timeouts})
 	must(t, err)
 	h.oplog, err = logs.NewWriter(logs.Config{FlushInterval: 20 * time.Millisecond})
 	must(t, err)
@@ -206,29 +218,53 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	if o.authn != nil {
 		authn = o.authn(h)
 	}
+	h.live, err = inbox.NewListener(inbox.ListenerConfig{Pool: h.pool, Logger: logger})
+	must(t, err)
+	var feedbacks *citybus.Feedbacks
+	if !o.noCityBus {
+		feedbacks = &citybus.Feedbacks{Filing: cityFiling, Numbers: h.pool}
+	}
 	must(t, api.Mount(server.Router(), api.Config{Pool: h.pool, Registry: h.registry, Filing: filing, Audit: h.audit,
 		Journal: jr, DevIdentity: !o.noDevIdentity, Logger: logger, Authenticator: authn, MaxExportRows: o.maxExportRows,
-		AuditKeys: hubKeys.SelfVerifier, OperationLog: h.oplog, Feedbacks: &citybus.Feedbacks{Filing: cityFiling, Numbers: h.pool}}))
-	h.srv = httptest.NewUnstartedServer(server.Handler())
-	if o.tls != nil {
-		h.srv.TLS = o.tls
-		h.srv.StartTLS()
+		AuditKeys: hubKeys.SelfVerifier, Live: h.live, OperationLog: h.oplog, Heartbeat: o.heartbeat,
+		Feedbacks: feedbacks}))
+	if o.timeouts > 0 {
+		must(t, server.Start(ctx))
+		h.server, h.url, h.client = server, "http://"+server.Addr(), &http.Client{}
 	} else {
-		h.srv.Start()
+		h.srv = httptest.NewUnstartedServer(server.Handler())
+		if o.tls != nil {
+			h.srv.TLS = o.tls
+			h.srv.StartTLS()
+		} else {
+			h.srv.Start()
+		}
+		h.url, h.client = h.srv.URL, h.srv.Client()
 	}
-	h.client = h.srv.Client()
 
 	rctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
-	h.wg.Add(2)
+	lctx, stopLive := context.WithCancel(rctx)
+	h.stopLive = stopLive
+	h.wg.Add(3)
+	go func() { defer h.wg.Done(); h.live.Run(lctx) }()
 	go func() { defer h.wg.Done(); relay.Run(rctx) }()
 	go func() { defer h.wg.Done(); inbound.Run(rctx) }()
 	return h
 }
 
 func (h *harness) stop() {
+	if h.stopLive != nil {
+		h.stopLive() // the streams end first, as at the hub's shutdown
+	}
 	if h.srv != nil {
 		h.srv.Close()
+	}
+	if h.server != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		h.server.Shutdown(sctx)
+		cancel()
+		h.server = nil
 	}
 	if h.cancel != nil {
 		h.cancel()
@@ -293,7 +329,7 @@ func (h *harness) call(u user, method, path string, body any) response {
 		must(h.t, err)
 		rd = bytes.NewReader(j)
 	}
-	req, err := http.NewRequest(method, h.srv.URL+path, rd)
+	req, err := http.NewRequest(method, h.url+path, rd)
 	must(h.t, err)
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")

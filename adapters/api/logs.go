@@ -263,10 +263,10 @@ func (s *server) listOperationLog(w http.ResponseWriter, r *http.Request) error 
 		}
 		f.Units = []string{v}
 		if subtree {
-			f.Units = s.cfg.Units.Subtree(v)
-			if len(f.Units) == 0 {
+			if !s.cfg.Units.Contains(v) {
 				return badRequest("unit：机构 %s 不在机构树中", v)
 			}
+			f.Units = s.cfg.Units.Subtree(v)
 		}
 	} else if subtree {
 		return badRequest("subtree 须与 unit 一同使用")

@@ -17,15 +17,17 @@ func TestPermissions(t *testing.T) {
 		want  string
 	}{
 		{"", "[]"},
-		{"officer", "[dispatch.read feedback.file filing.read filing.submit person.read task.read]"},
-		{"officer,unmask", "[dispatch.read feedback.file filing.read filing.submit person.read person.unmask task.read]"},
+		{"officer", "[dispatch.read feedback.file filing.read filing.submit lead.read lead.register person.read portal.use task.read warning.handle warning.read]"},
+		{"officer,unmask", "[dispatch.read feedback.file filing.read filing.submit lead.read lead.register person.read person.unmask portal.use task.read warning.handle warning.read]"},
+		{"portaladmin", "[notice.manage portal.use push.manage]"},
+		{"sysadmin,portaladmin", "[account.manage log.system.read]"},
 		{"unmask", "[person.unmask]"},
 		{"sysadmin", "[account.manage log.system.read]"},
 		{"secadmin", "[binding.manage role.grant]"},
 		{"auditor", "[audit.read log.operation.read log.system.read]"},
 		{"secadmin,officer,unmask", "[binding.manage role.grant]"}, // an administrator's account does no business
 		{"secadmin,auditor", "[]"},                                 // two administrators' roles: neither
-		{"officer,nosuchrole", "[dispatch.read feedback.file filing.read filing.submit person.read task.read]"},
+		{"officer,nosuchrole", "[dispatch.read feedback.file filing.read filing.submit lead.read lead.register person.read portal.use task.read warning.handle warning.read]"},
 	} {
 		id := auth.Identity{User: "u"}
 		if tc.roles != "" {
@@ -66,6 +68,22 @@ func TestUnitTree(t *testing.T) {
 	}
 	if tree.Name("310104000000") != "徐汇分局" || !tree.Contains("310104010000") || tree.Contains("310104990000") || tree.Len() < 20 {
 		t.Errorf("tree: name %q, %d units", tree.Name("310104000000"), tree.Len())
+	}
+
+	if !tree.IsRoot("310000000000") || tree.IsRoot("310104000000") || tree.IsRoot("320000000000") {
+		t.Error("IsRoot: only the city bureau is a root")
+	}
+	if got := fmt.Sprint(tree.Subtree("310104000000")); got != "[310104000000 310104010000 310104020000]" {
+		t.Errorf("Subtree(徐汇分局) = %s", got)
+	}
+	if got := fmt.Sprint(tree.Subtree("320000000000")); got != "[320000000000]" {
+		t.Errorf("Subtree of a unit outside the tree = %s", got)
+	}
+	if got := fmt.Sprint(tree.Chain("310104010000")); got != "[310104010000 310104000000 310000000000]" {
+		t.Errorf("Chain(天平路派出所) = %s", got)
+	}
+	if n := len(tree.Subtree("310000000000")); n != tree.Len() {
+		t.Errorf("the city bureau's subtree has %d of %d units", n, tree.Len())
 	}
 
 	// The embedded demo tree is the deploy example.

@@ -20,6 +20,11 @@ const (
 	RoleSecAdmin = "secadmin"
 	// RoleAuditor is the security auditor: reads the audit log.
 	RoleAuditor = "auditor"
+	// RolePortalAdmin is the portal administrator (门户管理员), a business
+	// role granted by the security administrator like officer: authors
+	// system notices for the units in their scope and manages the units'
+	// smart-push rules.
+	RolePortalAdmin = "portaladmin"
 )
 
 // AdminRoles are the separated administrators' roles. None can do
@@ -50,23 +55,38 @@ const (
 	PermAuditRead     Permission = "audit.read"         // read the audit log
 	PermSystemLogRead Permission = "log.system.read"    // read the system log (the hub's events)
 	PermOpLogRead     Permission = "log.operation.read" // read the operation log (every user's API calls)
-	PermDispatchRead  Permission = "dispatch.read"      // dispatch orders of the caller's units
-	PermFeedbackFile  Permission = "feedback.file"      // report a unit's feedback to the city bureau
+	// Portal: warnings and leads (bounded by the unit tree).
+	PermWarningRead   Permission = "warning.read"   // warnings of the unit's subtree, their export
+	PermWarningHandle Permission = "warning.handle" // sign, start, finish, transfer a warning
+	PermLeadRead      Permission = "lead.read"      // leads of the unit's subtree
+	PermLeadRegister  Permission = "lead.register"  // register a lead
+	// Portal: inbox, notices, smart push.
+	PermPortalUse    Permission = "portal.use"    // own inbox, notices addressed to one, own push rules
+	PermNoticeManage Permission = "notice.manage" // author, publish and withdraw notices (units in scope)
+	PermPushManage   Permission = "push.manage"   // units' push rules (units in scope)
+	// City bus: dispatch orders (bounded by the unit tree) and feedback.
+	PermDispatchRead Permission = "dispatch.read" // dispatch orders of the caller's units, their export
+	PermFeedbackFile Permission = "feedback.file" // report a unit's feedback to the city bureau
 )
 
 // RolePermissions is the permission table: role → permissions.
 //
-//	officer   person.read filing.submit filing.read task.read dispatch.read feedback.file
-//	unmask    person.unmask
-//	sysadmin  account.manage log.system.read
+//	officer     person.read filing.submit filing.read task.read portal.use
+//	            warning.read warning.handle lead.read lead.register
+//	            dispatch.read feedback.file
+//	portaladmin portal.use notice.manage push.manage
+//	unmask      person.unmask
+//	sysadmin    account.manage log.system.read
 //	secadmin  binding.manage role.grant
 //	auditor   audit.read log.system.read log.operation.read
 var RolePermissions = map[string][]Permission{
-	RoleOfficer:  {PermPersonRead, PermFilingSubmit, PermFilingRead, PermTaskRead, PermDispatchRead, PermFeedbackFile},
-	RoleUnmask:   {PermPersonUnmask},
-	RoleSysAdmin: {PermAccountManage, PermSystemLogRead},
-	RoleSecAdmin: {PermBindingManage, PermRoleGrant},
-	RoleAuditor:  {PermAuditRead, PermSystemLogRead, PermOpLogRead},
+	RoleOfficer: {PermPersonRead, PermFilingSubmit, PermFilingRead, PermTaskRead, PermPortalUse,
+		PermWarningRead, PermWarningHandle, PermLeadRead, PermLeadRegister, PermDispatchRead, PermFeedbackFile},
+	RolePortalAdmin: {PermPortalUse, PermNoticeManage, PermPushManage},
+	RoleUnmask:      {PermPersonUnmask},
+	RoleSysAdmin:    {PermAccountManage, PermSystemLogRead},
+	RoleSecAdmin:    {PermBindingManage, PermRoleGrant},
+	RoleAuditor:     {PermAuditRead, PermSystemLogRead, PermOpLogRead},
 }
 
 // KnownRole reports whether role is in RolePermissions.

@@ -117,17 +117,37 @@ func (t *UnitTree) InScope(userUnit, recordUnit string) bool {
 	return false
 }
 
-// Subtree returns code and every unit below it, sorted; nil when code is
-// not in the tree.
-func (t *UnitTree) Subtree(code string) []string {
-	if !t.Contains(code) {
-		return nil
+// Parent returns the unit above code ("" for a root or an unknown unit).
+func (t *UnitTree) Parent(code string) string { return t.parent[code] }
+
+// IsRoot reports whether code is a root of the tree (the city bureau):
+// its scope is the whole tree.
+func (t *UnitTree) IsRoot(code string) bool {
+	p, ok := t.parent[code]
+	return ok && p == ""
+}
+
+// Chain returns code and the units above it, nearest first (just code
+// when it is not in the tree; nothing for "").
+func (t *UnitTree) Chain(code string) []string {
+	var out []string
+	for u, hops := code, 0; u != "" && hops <= MaxUnitDepth; u, hops = t.parent[u], hops+1 {
+		out = append(out, u)
 	}
+	return out
+}
+
+// Subtree returns code and every unit below it, sorted (just code when it
+// is not in the tree).
+func (t *UnitTree) Subtree(code string) []string {
 	var out []string
 	for u := range t.parent {
 		if t.InScope(code, u) {
 			out = append(out, u)
 		}
+	}
+	if len(out) == 0 && code != "" {
+		out = []string{code}
 	}
 	slices.Sort(out)
 	return out

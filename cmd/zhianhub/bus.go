@@ -14,7 +14,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"zhianhub/adapters/api"
-	"zhianhub/adapters/citybus"
 	"zhianhub/adapters/mpsbus"
 	"zhianhub/cmd/zhianhub/internal/config"
 	"zhianhub/contracts"
@@ -25,6 +24,7 @@ import (
 	"zhianhub/routes"
 	"zhianhub/store/audit"
 	"zhianhub/store/deadletter"
+	"zhianhub/store/inbox"
 	"zhianhub/store/journal"
 	"zhianhub/store/registry"
 	"zhianhub/transforms"
@@ -55,6 +55,8 @@ type busRoutes struct {
 	filing   *routes.Filing
 	events   *events.Registry
 	ingress  *routes.Ingress // nil when ingress.enabled is false
+	casework *casework       // warnings and leads (set by startHub)
+	live     *inbox.Listener // wakes the inbox streams of the API
 	exchange string
 	queue    string
 	topo     topology
@@ -180,15 +182,17 @@ func (b *busRoutes) ready(context.Context) error {
 
 // mount adds the bus API to the router (the portal API mounts more).
 func (b *busRoutes) mount(r chi.Router, a *apiAuth, oplog api.OperationLog) {
-	var feedbacks *citybus.Feedbacks
-	if b.city != nil {
-		feedbacks = b.city.feedbacks
-	}
-	if err := api.Mount(r, api.Config{Feedbacks: feedbacks,
+	cfg := api.Config{
 		Pool: b.pool, Registry: b.registry, Filing: b.filing, Audit: b.audit, Journal: journal.New(b.pool),
 		DevIdentity: b.cfg.DevIdentity, Logger: b.logger, Authenticator: a.authn, Units: a.units, Events: b.events, AuditKeys: b.keys.SelfVerifier,
 		OperationLog: oplog,
-	}); err != nil {
+		Live:         b.live,
+	}
+	b.casework.apiConfig(&cfg)
+	if b.city != nil {
+		cfg.Feedbacks = b.city.feedbacks
+	}
+	if err := api.Mount(r, cfg); err != nil {
 		// Only a programming error (a nil dependency) gets here.
 		b.logger.Error("the HTTP API is not mounted", "err", err)
 	}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"zhianhub/cmd/zhianhub/internal/config"
 	"zhianhub/crypto"
 	"zhianhub/crypto/keystore"
@@ -132,6 +134,15 @@ func runAuditArchive(ctx context.Context, env *cliEnv, args []string) error {
 	if *dir == "" {
 		*dir = cfg.Audit.ArchiveDir
 	}
+	return withAuditWriter(ctx, cfg, func(ks *keystore.Store, pool *pgxpool.Pool, w *audit.Writer) error {
+		return auditArchive(ctx, env, ks, pool, w, *dir, *olderThan)
+	})
+}
+
+// withAuditWriter opens the node's keys, the database and an audit writer
+// for a command that records what it does, runs fn, and closes the writer
+// (its entries chained) and the pool.
+func withAuditWriter(ctx context.Context, cfg config.Config, fn func(*keystore.Store, *pgxpool.Pool, *audit.Writer) error) error {
 	ks, err := loadKeystore(cfg)
 	if err != nil {
 		return err
@@ -150,10 +161,14 @@ func runAuditArchive(ctx context.Context, env *cliEnv, args []string) error {
 		defer cancel()
 		_ = w.Close(cctx)
 	}()
-	res, err := audit.Archive(ctx, audit.ArchiveConfig{Pool: pool, Writer: w, Dir: *dir, Before: time.Now().Add(-*olderThan),
+	return fn(ks, pool, w)
+}
+
+func auditArchive(ctx context.Context, env *cliEnv, ks *keystore.Store, pool *pgxpool.Pool, w *audit.Writer, dir string, olderThan time.Duration) error {
+	res, err := audit.Archive(ctx, audit.ArchiveConfig{Pool: pool, Writer: w, Dir: dir, Before: time.Now().Add(-olderThan),
 		Signer: ks.Signer(), Keys: ks.SelfVerifier, Actor: "cli"})
 	if errors.Is(err, audit.ErrNothingToArchive) {
-		fmt.Fprintf(env.stdout, "nothing to archive: no checkpoint older than %s\n", *olderThan)
+		fmt.Fprintf(env.stdout, "nothing to archive: no checkpoint older than %s\n", olderThan)
 		return nil
 	}
 	if err != nil {

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"zhianhub/crypto"
-	"zhianhub/store"
+	"zhianhub/crypto/keystore"
 	"zhianhub/store/audit"
 	"zhianhub/store/logs"
 )
@@ -48,30 +50,18 @@ func runLogsArchive(ctx context.Context, env *cliEnv, args []string) error {
 	if *dir == "" {
 		*dir = cfg.Log.ArchiveDir
 	}
-	ks, err := loadKeystore(cfg)
-	if err != nil {
-		return err
-	}
-	pool, err := store.Open(ctx, cfg.Database.URL, store.PoolConfig{})
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	w, err := audit.NewWriter(pool, audit.WriterConfig{Signer: ks.Signer(), CheckpointInterval: cfg.Audit.CheckpointInterval})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		_ = w.Close(cctx)
-	}()
-	before := time.Now().Add(-*olderThan)
+	return withAuditWriter(ctx, cfg, func(ks *keystore.Store, pool *pgxpool.Pool, w *audit.Writer) error {
+		return logsArchive(ctx, env, ks, pool, w, *dir, *olderThan)
+	})
+}
+
+func logsArchive(ctx context.Context, env *cliEnv, ks *keystore.Store, pool *pgxpool.Pool, w *audit.Writer, dir string, olderThan time.Duration) error {
+	before := time.Now().Add(-olderThan)
 	for _, l := range []logs.Log{logs.LogOperation, logs.LogSystem} {
-		res, err := logs.Archive(ctx, logs.ArchiveConfig{Pool: pool, Log: l, Dir: *dir, Before: before, Signer: ks.Signer(), Audit: w, Actor: "cli"})
+		res, err := logs.Archive(ctx, logs.ArchiveConfig{Pool: pool, Log: l, Dir: dir, Before: before, Signer: ks.Signer(), Audit: w, Actor: "cli"})
 		switch {
 		case errors.Is(err, logs.ErrNothingToArchive):
-			fmt.Fprintf(env.stdout, "%s: nothing older than %s\n", l, *olderThan)
+			fmt.Fprintf(env.stdout, "%s: nothing older than %s\n", l, olderThan)
 		case err != nil:
 			return err
 		default:

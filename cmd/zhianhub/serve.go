@@ -72,6 +72,7 @@ type hub struct {
 	started bool // hub.start was audited
 
 	bus     *busRoutes
+	portal  *portal            // the inbox streams' listener, the smart-push route
 	cancel  context.CancelFunc // stops the routes
 	routesW sync.WaitGroup
 }
@@ -127,6 +128,9 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger, logw 
 	if err != nil {
 		return nil, err
 	}
+	if h.bus.casework, err = newCasework(cfg, logger, h.bus, apiAuth.units); err != nil {
+		return nil, err
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -148,6 +152,10 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger, logw 
 	}); err != nil {
 		return nil, err
 	}
+	if h.portal, err = newPortal(cfg, h.pool, h.bus, apiAuth, h.audit, h.keys.Node(), logger); err != nil {
+		return nil, err
+	}
+	h.bus.live = h.portal.live
 	h.bus.mount(h.http.Router(), apiAuth, h.logs)
 	if err = h.http.Start(ctx); err != nil {
 		return nil, err
@@ -155,6 +163,8 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger, logw 
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h.cancel = cancel
 	h.bus.start(rctx, &h.routesW)
+	h.bus.casework.start(rctx, &h.routesW)
+	h.portal.start(rctx, &h.routesW)
 	h.routesW.Go(func() { h.archiveLoop(rctx) })
 	h.routesW.Go(func() { h.verifyLoop(rctx) })
 	if cfg.SecPlatform.Addr != "" {
@@ -167,13 +177,25 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger, logw 
 	}
 	// The start is recorded even when a shutdown signal arrives meanwhile
 	// (readyz answers from here on): a signal is no start failure.
+	// With it, any change of the configuration or of the key set since the
+	// previous start (config.change, key.change): the keys are rotated and
+	// the configuration edited offline, the hub records it when it runs
+	// with them.
 	actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Shutdown.Timeout)
 	defer acancel()
-	if _, err = h.audit.Append(actx, audit.Entry{
-		Actor: h.keys.Node(), Action: "hub.start", Object: Version, Result: "ok",
-		Detail: map[string]any{"mode": cfg.Mode, "http": h.http.Addr(), "auth": apiAuth.methods, "tls": apiAuth.tls != nil},
-	}); err != nil {
+	cfgMap, keyInv := cfg.RedactedMap(), keyInventory(h.keys)
+	changes, err := startChanges(actx, h.pool, h.keys.Node(), cfgMap, keyInv)
+	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
+	}
+	for _, e := range append(changes, audit.Entry{
+		Actor: h.keys.Node(), Action: "hub.start", Object: Version, Result: "ok",
+		Detail: map[string]any{"mode": cfg.Mode, "http": h.http.Addr(), "auth": apiAuth.methods, "tls": apiAuth.tls != nil,
+			"config": cfgMap, "keys": keyInv},
+	}) {
+		if _, err = h.audit.Append(actx, e); err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
 	}
 	h.started = true
 	logger.Info("zhianhub ready", "http", h.http.Addr())
@@ -184,6 +206,9 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger, logw 
 // flush the audit chain, then the database.
 func (h *hub) stop(ctx context.Context) error {
 	var errs []error
+	if h.portal != nil {
+		h.portal.stopStreams() // the inbox streams say bye; the HTTP shutdown need not wait for them
+	}
 	if h.http != nil {
 		errs = append(errs, h.http.Shutdown(ctx))
 	}

@@ -196,3 +196,60 @@ func TestServeVerifiesTheChain(t *testing.T) {
 		t.Errorf("the break is not logged")
 	}
 }
+
+// TestStartAuditsChanges: a start that finds the configuration or the key
+// set changed since the previous start audits config.change (the settings
+// that differ) and key.change (the key ids added and removed); a start
+// with nothing changed audits neither.
+func TestStartAuditsChanges(t *testing.T) {
+	dbURL := storetest.NewEmptyDatabase(t)
+	keys := filepath.Join(t.TempDir(), "keys")
+	if code, _, errs := runCLI(t, "", nil, "keys", "gen", "--dir", keys); code != 0 {
+		t.Fatal(errs)
+	}
+	env := map[string]string{"ZHIANHUB_DATABASE_URL": dbURL, "ZHIANHUB_KEYS_DIR": keys, "ZHIANHUB_HTTP_ADDR": freeAddr(t),
+		"ZHIANHUB_AMQP_URL": testAMQPURL, "ZHIANHUB_MPS_EXCHANGE": testBus(t, "310000000000")}
+	restart := func() {
+		t.Helper()
+		if code := startServe(t, env).Stop(t); code != 0 {
+			t.Fatalf("serve exit %d", code)
+		}
+	}
+	restart()
+	restart() // nothing changed
+	env["ZHIANHUB_LOG_SYSTEM_LEVEL"] = "warn"
+	if code, _, errs := runCLI(t, "", nil, "keys", "rotate", "--dir", keys, "--kind", "sign"); code != 0 {
+		t.Fatal(errs)
+	}
+	restart()
+
+	pool := storetest.OpenPool(t, dbURL, store.PoolConfig{})
+	type row struct {
+		Action string
+		Detail map[string]any
+	}
+	rows, err := pool.Query(context.Background(), `SELECT action, detail FROM audit_entry WHERE action IN ('hub.start', 'config.change', 'key.change') ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, r := range got {
+		actions = append(actions, r.Action)
+	}
+	if fmt.Sprint(actions) != "[hub.start hub.start config.change key.change hub.start]" {
+		t.Fatalf("entries %v", actions)
+	}
+	if c := got[2].Detail; len(c) != 1 || fmt.Sprint(c["log.system_level"]) != "map[from:info to:warn]" {
+		t.Errorf("config.change detail %v", c)
+	}
+	k := got[3].Detail
+	added, _ := k["added"].(map[string]any)["self.sign"].([]any)
+	removed, _ := k["removed"].(map[string]any)
+	if len(added) != 1 || len(removed) != 0 {
+		t.Errorf("key.change detail %v: want one new signing key added, none removed (the old one still verifies)", k)
+	}
+}

@@ -177,3 +177,125 @@ func TestNotifyAtCommit(t *testing.T) {
 		t.Fatalf("a second notification %q: the rolled-back delivery notified", extra.Payload)
 	}
 }
+
+// TestRolesAndWithdraw: a unit's item with audience roles is seen only by
+// the users of the unit holding one of them; a withdrawn item disappears
+// from lists, counts and read marks, and delivering it again does not bring
+// it back.
+func TestRolesAndWithdraw(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t)
+	officer := inbox.Viewer{User: "li", Unit: "310104000000", Roles: []string{"officer"}}
+	admin := inbox.Viewer{User: "zhao", Unit: "310104000000", Roles: []string{"officer", "portaladmin"}}
+	noRoles := inbox.Viewer{User: "wu", Unit: "310104000000"}
+	items := []inbox.Item{
+		{RecipientKind: inbox.ToUnit, Recipient: "310104000000", Kind: "notice", Ref: "1", Title: "全体", Level: 1},
+		{RecipientKind: inbox.ToUnit, Recipient: "310104000000", Kind: "notice", Ref: "2", Title: "仅门户管理员", Roles: []string{"portaladmin"}},
+	}
+	if _, err := inbox.Deliver(ctx, pool, items...); err != nil {
+		t.Fatal(err)
+	}
+	count := func(v inbox.Viewer) int {
+		t.Helper()
+		got, err := inbox.List(ctx, pool, v, inbox.Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got)
+	}
+	if count(officer) != 1 || count(admin) != 2 || count(noRoles) != 1 {
+		t.Fatalf("visible: officer %d admin %d none %d; want 1 2 1", count(officer), count(admin), count(noRoles))
+	}
+	if _, err := inbox.Deliver(ctx, pool, inbox.Item{RecipientKind: inbox.ToUser, Recipient: "li", Kind: "notice", Ref: "3", Title: "t", Roles: []string{"x"}}); !errors.Is(err, inbox.ErrInvalid) {
+		t.Fatalf("roles on a user's item: %v", err)
+	}
+	n, err := inbox.Withdraw(ctx, pool, "notice", "2")
+	if err != nil || n != 1 {
+		t.Fatalf("Withdraw = %d, %v", n, err)
+	}
+	if count(admin) != 1 {
+		t.Fatal("a withdrawn item is still listed")
+	}
+	if u, _ := inbox.Unread(ctx, pool, admin); u["notice"] != 1 {
+		t.Fatalf("unread %v after the withdrawal", u)
+	}
+	if m, _ := inbox.MarkRead(ctx, pool, admin); m != 1 {
+		t.Fatalf("MarkRead(all) marked %d, want 1 (not the withdrawn one)", m)
+	}
+	again, err := inbox.Deliver(ctx, pool, items[1])
+	if err != nil || len(again) != 0 || count(admin) != 1 {
+		t.Fatalf("redelivery of a withdrawn item: %v, %v", again, err)
+	}
+	// After: oldest first, above the cursor.
+	got, err := inbox.List(ctx, pool, officer, inbox.Filter{After: 0})
+	if err != nil || len(got) != 1 {
+		t.Fatal(got, err)
+	}
+	if _, err := inbox.List(ctx, pool, officer, inbox.Filter{After: 1, Before: 5}); !errors.Is(err, inbox.ErrInvalid) {
+		t.Fatalf("Before and After together: %v", err)
+	}
+}
+
+// TestListener: one listening connection wakes the subscriptions of the
+// user or unit a committed delivery concerns, and no others; stopping it
+// ends every subscription and refuses new ones.
+func TestListener(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool := newPool(t)
+	l, err := inbox.NewListener(inbox.ListenerConfig{Pool: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); l.Run(lctx) }()
+	<-l.Ready()
+
+	alice, err := l.Subscribe(inbox.Viewer{User: "alice", Unit: "310104000000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	carol, err := l.Subscribe(inbox.Viewer{User: "carol", Unit: "310105000000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Subscribers() != 2 {
+		t.Fatalf("%d subscribers", l.Subscribers())
+	}
+	drain := func(s *inbox.Subscription) {
+		select {
+		case <-s.Wake():
+		default:
+		}
+	}
+	drain(alice)
+	drain(carol)
+	if _, err := inbox.Deliver(ctx, pool, inbox.Item{RecipientKind: inbox.ToUnit, Recipient: "310104000000", Kind: "dispatch", Ref: "9", Title: "指令"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-alice.Wake():
+	case <-ctx.Done():
+		t.Fatal("alice was not woken")
+	}
+	select {
+	case <-carol.Wake():
+		t.Fatal("carol was woken by another unit's item")
+	case <-time.After(200 * time.Millisecond):
+	}
+	carol.Close()
+	if l.Subscribers() != 1 {
+		t.Fatalf("%d subscribers after a Close", l.Subscribers())
+	}
+	stop()
+	<-done
+	select {
+	case <-alice.Done():
+	default:
+		t.Fatal("a subscription outlived the listener")
+	}
+	if _, err := l.Subscribe(inbox.Viewer{User: "x"}); !errors.Is(err, inbox.ErrClosed) {
+		t.Fatalf("Subscribe after the stop: %v", err)
+	}
+}

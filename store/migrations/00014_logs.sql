@@ -40,6 +40,11 @@ CREATE INDEX operation_log_at_idx ON operation_log (at);
 CREATE INDEX operation_log_user_idx ON operation_log (user_id, at);
 CREATE INDEX operation_log_request_idx ON operation_log (request_id);
 
+-- zhianhub trace follows what a request or a message caused through the
+-- outbox's correlation ids (events and feedback of a user action).
+CREATE INDEX outbox_corr_idx ON outbox (corr) WHERE corr <> '';
+
 -- +goose Down
+DROP INDEX outbox_corr_idx;
 DROP TABLE operation_log;
 DROP TABLE system_log;

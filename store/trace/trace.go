@@ -73,6 +73,9 @@ func Of(ctx context.Context, q store.Querier, id string) (Trace, error) {
 		if err := t.journalLinks(ctx); err != nil {
 			return Trace{}, err
 		}
+		if err := t.outboxLinks(ctx); err != nil {
+			return Trace{}, err
+		}
 		if len(t.links) == n {
 			break
 		}
@@ -175,6 +178,26 @@ func (t *tracer) journalLinks(ctx context.Context) error {
 		if uuidRe.MatchString(corr) {
 			t.add(corr)
 		}
+	}
+	return rows.Err()
+}
+
+// outboxLinks adds the messages published under a followed id as their
+// correlation id: the internal events and feedback a user action caused
+// (their corr is the request id), receipts and events of a received
+// message.
+func (t *tracer) outboxLinks(ctx context.Context) error {
+	rows, err := t.q.Query(ctx, `SELECT id::text FROM outbox WHERE corr = ANY($1) LIMIT 2000`, t.links)
+	if err != nil {
+		return fmt.Errorf("trace: outbox: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return err
+		}
+		t.add(id)
 	}
 	return rows.Err()
 }

@@ -931,6 +931,15 @@ func (c Config) Redacted() string {
 	return b.String()
 }
 
+// RedactedMap is the configuration as Redacted shows it, by key.
+func (c Config) RedactedMap() map[string]string {
+	out := map[string]string{}
+	for _, kv := range c.redactedPairs() {
+		out[kv[0]] = kv[1]
+	}
+	return out
+}
+
 func (c Config) redactedPairs() [][2]string {
 	return [][2]string{
 		{"file", c.File},
