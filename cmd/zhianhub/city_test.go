@@ -20,9 +20,7 @@ import (
 	"zhianhub/adapters/citysim"
 	"zhianhub/adapters/mpsbus"
 	"zhianhub/contracts"
-	"zhianhub/store"
 	"zhianhub/store/dispatch"
-	"zhianhub/store/inbox"
 	"zhianhub/store/storetest"
 )
 
@@ -136,16 +134,20 @@ func TestCityDispatchEndToEnd(t *testing.T) {
 		t.Fatalf("order receipt %+v", m.Receipt)
 	}
 
-	// 2. It is in both units' inboxes; each unit finds it delivered, and
-	// reports.
-	pool := storetest.OpenPool(t, dbURL, store.PoolConfig{})
+	// 2. It is in both units' inboxes (the portal's GET /inbox); each unit
+	// finds it delivered, and reports.
 	feedbackIDs := map[string]string{}
 	for _, u := range units {
-		items, err := inbox.List(context.Background(), pool, inbox.Viewer{User: "officer." + u, Unit: u}, inbox.Filter{Kind: dispatch.InboxKind})
-		if err != nil || len(items) != 1 || items[0].Ref != sent.OrderNo || items[0].RecipientKind != inbox.ToUnit || items[0].Title != "调度指令：外滩区域加强巡逻" {
-			t.Fatalf("inbox of %s: %+v %v", u, items, err)
+		status, body := call(u, http.MethodGet, "/api/v1/inbox", nil)
+		var box struct {
+			Items []struct{ Kind, Ref, Title, RecipientKind, Recipient string }
 		}
-		status, body := call(u, http.MethodGet, "/api/v1/dispatch/orders?state=delivered", nil)
+		json.Unmarshal(body, &box)
+		if status != http.StatusOK || len(box.Items) != 1 || box.Items[0].Kind != dispatch.InboxKind || box.Items[0].Ref != sent.OrderNo ||
+			box.Items[0].RecipientKind != "unit" || box.Items[0].Recipient != u || box.Items[0].Title != "调度指令：外滩区域加强巡逻" {
+			t.Fatalf("inbox of %s: %d %s", u, status, body)
+		}
+		status, body = call(u, http.MethodGet, "/api/v1/dispatch/orders?state=delivered", nil)
 		var list struct {
 			Orders []struct {
 				OrderNo string
