@@ -1,7 +1,8 @@
 # zhianhub — build, test and run the integration hub (GNU make).
 #
 #   make run     start local services, build, migrate, make demo keys once, then
-#                the Ministry-bus simulator, the hub and demo filings (Ctrl-C stops)
+#                the Ministry-bus and city-bus simulators, the hub, demo filings
+#                and a demo dispatch order with feedback (Ctrl-C stops)
 #   make test    start local services, go vet, go test -race
 #   make bench   start local services, run the benchmarks (with the API
 #                load run, make bench-api)
@@ -41,6 +42,8 @@ KEYS_GEN_FLAGS ?= --demo-peers $(DEMO_PEERS_DIR)
 
 # Downward messages per second of the Ministry-bus simulator in `make run`.
 SIM_RATE ?= 0.5
+# Dispatch orders per second of the city-bus simulator in `make run`.
+CITY_RATE ?= 0.05
 
 # API load run (make bench-api, part of make bench): simulated officers with
 # their own bearer tokens against the hub binary as its own process.
@@ -132,11 +135,12 @@ run-keys: build
 		echo "recreated the demo database $(DB_NAME): its data keys and audit checkpoints belong to the keys they were made with"; \
 	fi
 
-# run starts the Ministry-bus simulator, the hub and a few demo filings
-# (deploy/run-demo.sh); Ctrl-C stops them all.
+# run starts the Ministry-bus and city-bus simulators, the hub (city bus
+# enabled), a few demo filings and a demo dispatch order answered with
+# feedback (deploy/run-demo.sh); Ctrl-C stops them all.
 run: services build run-db run-keys
 	ZHIANHUB_KEYS_DIR=$(KEYS_DIR) $(BIN) migrate
-	BIN=$(BIN) KEYS_DIR=$(KEYS_DIR) DEMO_PEERS_DIR=$(DEMO_PEERS_DIR) SIM_RATE=$(SIM_RATE) bash deploy/run-demo.sh
+	BIN=$(BIN) KEYS_DIR=$(KEYS_DIR) DEMO_PEERS_DIR=$(DEMO_PEERS_DIR) SIM_RATE=$(SIM_RATE) CITY_RATE=$(CITY_RATE) bash deploy/run-demo.sh
 
 clean:
 	rm -rf bin/ coverage.out coverage.html *.coverprofile

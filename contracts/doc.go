@@ -1,5 +1,8 @@
 // Package contracts defines the payloads of the Ministry business bus
-// (shared/specs/mps-bus.md) and validates them.
+// (shared/specs/mps-bus.md) and of the city-bureau feedback bus
+// (shared/specs/feedback-bus.md: Feedback, Order; city.go,
+// Validator.ValidateCityPayload, schemas/city/, city-bus.md) and validates
+// them.
 //
 // A Validator decodes a payload strictly and checks every rule of the bus
 // contract, returning the first violation in the field order of the spec as a

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"zhianhub/adapters/citybus"
 	"zhianhub/adapters/mpsbus"
 	"zhianhub/contracts"
 	"zhianhub/crypto/fieldenc"
@@ -25,6 +26,7 @@ import (
 	"zhianhub/store"
 	"zhianhub/store/audit"
 	"zhianhub/store/deadletter"
+	"zhianhub/store/dispatch"
 	"zhianhub/store/journal"
 	"zhianhub/store/registry"
 	"zhianhub/store/storetest"
@@ -35,6 +37,7 @@ const (
 	amqpURL  = "amqp://guest:guest@127.0.0.1:5672/%2f"
 	hubNode  = "310000000000"
 	ministry = "000000000000"
+	cityNode = "310000000001"
 )
 
 // harness is a hub (inbound route, relay, filing) on a bus exchange of the
@@ -52,6 +55,8 @@ type harness struct {
 	relay    *routes.Relay
 	filing   *routes.Filing
 	registry *registry.Registry
+	dispatch *dispatch.Store // the city bus's Registry (opts.city)
+	peer     string          // the Ministry, or the city bureau (opts.city)
 	audit    *audit.Writer
 	conn     *amqp.Connection
 	ch       *amqp.Channel
@@ -70,15 +75,21 @@ type harnessOpts struct {
 	gap    time.Duration
 	resend routes.ResendPolicy
 	now    func() time.Time
+	// city plays the city bureau on a city feedback bus instead of the
+	// Ministry: same routes, configured as serve configures the city bus.
+	city bool
 }
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
 	t.Helper()
-	h := &harness{t: t, pool: storetest.NewPool(t)}
+	h := &harness{t: t, pool: storetest.NewPool(t), peer: ministry}
+	if o.city {
+		h.peer = cityNode
+	}
 	root := t.TempDir()
 	hubDir, minDir := filepath.Join(root, "hub"), filepath.Join(root, "ministry")
 	must(t, keystore.Generate(hubDir, hubNode, nil))
-	must(t, keystore.Generate(minDir, ministry, nil))
+	must(t, keystore.Generate(minDir, h.peer, nil))
 	_, err := keystore.ExportPublic(hubDir, keystore.LoadOptions{}, filepath.Join(minDir, "peers"))
 	must(t, err)
 	_, err = keystore.ExportPublic(minDir, keystore.LoadOptions{}, filepath.Join(hubDir, "peers"))
@@ -96,9 +107,13 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	h.ch, err = h.conn.Channel()
 	must(t, err)
 	must(t, mpsbus.DeclareBus(h.ch, h.exchange))
-	hubQueue, err := mpsbus.DeclareNodeQueue(h.ch, h.exchange, hubNode)
+	declare := mpsbus.DeclareNodeQueue
+	if o.city {
+		declare = citybus.DeclareNodeQueue
+	}
+	hubQueue, err := declare(h.ch, h.exchange, hubNode)
 	must(t, err)
-	minQueue, err := mpsbus.DeclareNodeQueue(h.ch, h.exchange, ministry)
+	minQueue, err := declare(h.ch, h.exchange, h.peer)
 	must(t, err)
 	t.Cleanup(func() {
 		h.stop()
@@ -127,12 +142,24 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	dl, err := deadletter.New(h.pool, deadletter.Config{Auditor: h.audit, Actor: hubNode})
 	must(t, err)
 	jr := journal.New(h.pool)
-	checker := transforms.Checker{Validator: validator}
-	kinds := envelope.KindSet{}
-	for _, k := range contracts.Kinds() {
-		kinds[k] = true
+	var checker routes.Payloads = transforms.Checker{Validator: validator}
+	var reg routes.Registry = h.registry
+	ordering, kindList := routes.PersonOrdering, contracts.Kinds()
+	if o.city {
+		h.dispatch = dispatch.New()
+		checker, reg, ordering, kindList = transforms.CityChecker{Validator: validator}, h.dispatch, routes.RefOrdering, contracts.CityKinds()
 	}
-	hubOpener, err := envelope.NewOpener(envelope.OpenerConfig{Keys: h.hubKeys, Kinds: kinds, Now: now})
+	kinds, hubKinds := envelope.KindSet{}, envelope.KindSet{}
+	for _, k := range kindList {
+		kinds[k], hubKinds[k] = true, true
+	}
+	if o.city {
+		hubKinds = envelope.KindSet{}
+		for _, k := range contracts.CityKindsToHub() {
+			hubKinds[k] = true
+		}
+	}
+	hubOpener, err := envelope.NewOpener(envelope.OpenerConfig{Keys: h.hubKeys, Kinds: hubKinds, Now: now})
 	must(t, err)
 	// The hub seals with the real clock: the injected one drives the
 	// receiving side (time window, gap timeout) only.
@@ -151,12 +178,12 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	h.relay = h.newRelay()
 	h.inbound, err = routes.NewInbound(routes.InboundConfig{
 		Node: hubNode, Pool: h.pool, AMQPURL: amqpURL, Queue: hubQueue, Exchange: h.exchange, RoutingKey: mpsbus.RoutingKey,
-		Opener: hubOpener, Payloads: checker, Registry: h.registry, Journal: jr, Audit: h.audit, DeadLetters: dl,
+		Ordering: ordering, Opener: hubOpener, Payloads: checker, Registry: reg, Journal: jr, Audit: h.audit, DeadLetters: dl,
 		Logger: logger, Notify: h.relay.Notify, GapTimeout: o.gap, GapSweep: 50 * time.Millisecond, Now: now,
 	})
 	must(t, err)
-	h.filing, err = routes.NewFiling(routes.FilingConfig{Pool: h.pool, Self: hubNode, To: ministry, Exchange: h.exchange,
-		RoutingKey: mpsbus.RoutingKey, Payloads: checker, Registry: h.registry, Audit: h.audit, Notify: h.relay.Notify, Now: now})
+	h.filing, err = routes.NewFiling(routes.FilingConfig{Pool: h.pool, Self: hubNode, To: h.peer, Exchange: h.exchange, Ordering: ordering,
+		RoutingKey: mpsbus.RoutingKey, Payloads: checker, Registry: reg, Audit: h.audit, Notify: h.relay.Notify, Now: now})
 	must(t, err)
 	h.sealer, err = envelope.NewSealer(envelope.SealerConfig{Keys: h.minKeys})
 	must(t, err)

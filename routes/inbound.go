@@ -43,6 +43,9 @@ type InboundConfig struct {
 	// RoutingKey gives the routing key of a message to node of kind on the
 	// bus (for receipts).
 	RoutingKey func(to, kind string) string
+	// Ordering is the ordering header of the bus's payloads; default
+	// PersonOrdering (the Ministry bus).
+	Ordering Ordering
 	// EventsExchange receives an internal event per applied message
 	// (routing key = kind); "" disables events.
 	EventsExchange string
@@ -102,6 +105,7 @@ func (c *InboundConfig) setDefaults() {
 	if c.Notify == nil {
 		c.Notify = func() {}
 	}
+	c.Ordering = c.Ordering.orDefault()
 }
 
 // Validate reports a missing dependency.
@@ -146,7 +150,7 @@ type item struct {
 	code      string // "0000" or the payload's rejection code
 	reason    string
 
-	personNo string
+	personNo string // the ordering key: personNo, or refNo on the city bus
 	seq      int64
 	ordered  bool
 }
@@ -259,7 +263,7 @@ func (in *Inbound) open(it *item) {
 		if it.msg != nil && it.msg.Payload != nil {
 			// Step 6 failures before payload checks (E100 payload, E102):
 			// they still fill their place in the sequence when readable.
-			it.personNo, it.seq, it.ordered = ordering(it.msg.Payload)
+			it.personNo, it.seq, it.ordered = in.cfg.Ordering.read(it.msg.Payload)
 		}
 		return
 	}
@@ -275,13 +279,13 @@ func (in *Inbound) open(it *item) {
 	if it.msg.Kind == "receipt" {
 		return
 	}
-	if o, ok := it.typed.(contracts.Ordered); ok && err == nil {
+	if o, ok := it.typed.(contracts.Sequenced); ok && err == nil {
 		// Validated: the typed payload holds the ordering header already.
-		h := o.Ordering()
-		it.personNo, it.seq, it.ordered = h.PersonNo, h.Seq, true
+		it.personNo, it.seq = o.SeqKey()
+		it.ordered = true
 		return
 	}
-	it.personNo, it.seq, it.ordered = ordering(it.payload)
+	it.personNo, it.seq, it.ordered = in.cfg.Ordering.read(it.payload)
 }
 
 // shardOf keeps every message of one (sender, personNo) on one shard, and

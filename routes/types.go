@@ -69,22 +69,65 @@ func newID() string {
 	return id.String()
 }
 
-// ordering reads the ordering header (personNo, seq) of a payload that may
-// have failed validation, so that a rejected message still fills its place
-// in the sequence.
+// Ordering names the ordering header of a bus's payloads: the member that
+// holds the ordering key, and its shape. Messages are applied in seq order
+// per (sender, key); the exchange tables keep the key in their person_no
+// columns whatever the bus (contracts/city-bus.md).
+type Ordering struct {
+	// Field is the JSON member of the key: "personNo" or "refNo".
+	Field string
+	// Valid reports a well-formed key.
+	Valid func(key string) bool
+}
+
+// PersonOrdering is the Ministry bus's: personNo, 20 digits. It is the
+// default of InboundConfig and FilingConfig.
+var PersonOrdering = Ordering{Field: "personNo", Valid: func(s string) bool { return isDigits(s, 20) }}
+
+// RefOrdering is the city bus's (feedback-bus.md): refNo, 1-32 visible
+// ASCII characters.
+var RefOrdering = Ordering{Field: "refNo", Valid: func(s string) bool {
+	if len(s) < 1 || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '!' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}}
+
+func (o Ordering) orDefault() Ordering {
+	if o.Field == "" || o.Valid == nil {
+		return PersonOrdering
+	}
+	return o
+}
+
+// read reads the ordering header (key, seq) of a payload that may have
+// failed validation, so that a rejected message still fills its place in
+// the sequence.
+func (o Ordering) read(payload []byte) (key string, seq int64, ok bool) {
+	var h map[string]json.RawMessage
+	if json.Unmarshal(payload, &h) != nil {
+		return "", 0, false
+	}
+	var k *string
+	var n json.Number
+	if json.Unmarshal(h[o.Field], &k) != nil || k == nil || json.Unmarshal(h["seq"], &n) != nil {
+		return "", 0, false
+	}
+	v, err := n.Int64()
+	if err != nil || v < 1 || !o.Valid(*k) {
+		return "", 0, false
+	}
+	return *k, v, true
+}
+
+// ordering reads the Ministry bus's ordering header (personNo, seq).
 func ordering(payload []byte) (personNo string, seq int64, ok bool) {
-	var h struct {
-		PersonNo *string     `json:"personNo"`
-		Seq      json.Number `json:"seq"`
-	}
-	if json.Unmarshal(payload, &h) != nil || h.PersonNo == nil {
-		return "", 0, false
-	}
-	n, err := h.Seq.Int64()
-	if err != nil || n < 1 || !isDigits(*h.PersonNo, 20) {
-		return "", 0, false
-	}
-	return *h.PersonNo, n, true
+	return PersonOrdering.read(payload)
 }
 
 func isDigits(s string, n int) bool {
@@ -130,11 +173,14 @@ func reasonOf(err error) string {
 	var e *envelope.Error
 	var fe *contracts.FieldError
 	var se *registry.StateError
+	var ur interface{ UserReason() string }
 	switch {
 	case errors.As(err, &fe):
 		return fe.Reason
 	case errors.As(err, &se):
 		return se.Reason
+	case errors.As(err, &ur):
+		return ur.UserReason()
 	case errors.As(err, &e) && e.Reason != "":
 		return e.Reason
 	}

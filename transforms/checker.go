@@ -51,3 +51,20 @@ func codedError(err error) error {
 	}
 	return &CodedError{Code: contracts.ErrorCode(err), Err: err}
 }
+
+// CityChecker validates the payloads of the city-bureau feedback bus
+// (contracts.ValidateCityPayload). Nothing is cleaned there: the cleanings
+// of Clean are those of the Ministry's person fields.
+type CityChecker struct {
+	Validator *contracts.Validator
+}
+
+// Check returns the payload unchanged, its typed form (*contracts.Feedback,
+// *contracts.Order or *contracts.Receipt) and the coded validation error.
+func (c CityChecker) Check(kind string, payload []byte) ([]byte, any, []string, error) {
+	typed, err := c.Validator.ValidateCityPayload(kind, payload)
+	if err != nil {
+		return payload, nil, nil, codedError(err)
+	}
+	return payload, typed, nil, nil
+}

@@ -1,7 +1,8 @@
 // Package api is the hub's HTTP API under /api/v1: filing key-person
 // records up to the Ministry (备案), reading the records the hub holds with
-// their history, controls and verification tasks, signing tasks, and
-// following filings that await a receipt; the portal's warnings and leads. The OpenAPI 3.0 document of every
+// their history, controls and verification tasks, signing tasks, following
+// filings that await a receipt; the portal's warnings and leads; the city
+// bureau's dispatch orders with the units' feedback (dispatch.go). The OpenAPI 3.0 document of every
 // endpoint is served at /api/v1/openapi.json, the AsyncAPI 3.0 document of
 // the internal events (generated from contracts/events) at
 // /api/v1/asyncapi.json; both to any identified caller.
@@ -174,6 +175,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"zhianhub/adapters/auth"
+	"zhianhub/adapters/citybus"
 	"zhianhub/adapters/httpapi"
 	"zhianhub/adapters/sheet"
 	"zhianhub/contracts/events"
@@ -226,6 +228,9 @@ type Config struct {
 	// (the node's own signing keys: keystore.Store.SelfVerifier), for
 	// GET /audit/verify. Required.
 	AuditKeys audit.KeyFunc
+	// Feedbacks files the units' feedback on dispatch orders to the city
+	// bureau; nil when the city bus is off (feedback is then 503).
+	Feedbacks *citybus.Feedbacks
 	// OperationLog receives a record of every call that passed
 	// authentication (the operation log); nil keeps none.
 	OperationLog OperationLog
@@ -357,6 +362,11 @@ func Mount(r chi.Router, cfg Config) error {
 		r.With(can(auth.PermTaskRead)).Get("/tasks/export", s.handle(s.exportTasks))
 		r.With(can(auth.PermTaskRead)).Get("/tasks/{taskNo}", s.handle(s.getTask))
 		r.With(can(auth.PermFilingSubmit)).Post("/tasks/{taskNo}/sign", s.handle(s.signTask))
+
+		r.With(can(auth.PermDispatchRead)).Get("/dispatch/orders", s.handle(s.listOrders))
+		r.With(can(auth.PermDispatchRead)).Get("/dispatch/orders/export", s.handle(s.exportOrders))
+		r.With(can(auth.PermDispatchRead)).Get("/dispatch/orders/{orderNo}", s.handle(s.getOrder))
+		r.With(can(auth.PermFeedbackFile)).Post("/dispatch/orders/{orderNo}/feedback", s.handle(s.postFeedback))
 
 		r.With(can(auth.PermBindingManage)).Get("/admin/cert-bindings", s.handle(s.listBindings))
 		r.With(can(auth.PermBindingManage)).Post("/admin/cert-bindings", s.handle(s.createBinding))

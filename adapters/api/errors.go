@@ -99,6 +99,7 @@ func reasonOf(err error, code envelope.Code) string {
 	var fe *contracts.FieldError
 	var se *registry.StateError
 	var e *envelope.Error
+	var ur interface{ UserReason() string }
 	switch {
 	case errors.As(err, &fe) && fe.Reason != "":
 		return fe.Reason
@@ -106,6 +107,8 @@ func reasonOf(err error, code envelope.Code) string {
 		return se.Reason
 	case errors.As(err, &e) && e.Reason != "":
 		return e.Reason
+	case errors.As(err, &ur) && ur.UserReason() != "":
+		return ur.UserReason()
 	}
 	return genericReasons[code]
 }

@@ -23,6 +23,7 @@ import (
 
 	"zhianhub/adapters/api"
 	"zhianhub/adapters/auth"
+	"zhianhub/adapters/citybus"
 	"zhianhub/adapters/httpapi"
 	"zhianhub/adapters/mpsbus"
 	"zhianhub/contracts"
@@ -33,6 +34,7 @@ import (
 	"zhianhub/store"
 	"zhianhub/store/audit"
 	"zhianhub/store/deadletter"
+	"zhianhub/store/dispatch"
 	"zhianhub/store/inbox"
 	"zhianhub/store/journal"
 	"zhianhub/store/logs"
@@ -45,6 +47,7 @@ const (
 	amqpURL  = "amqp://guest:guest@127.0.0.1:5672/%2f"
 	hubNode  = "310000000000"
 	ministry = "000000000000"
+	cityNode = "310000000001"
 )
 
 // harness is a whole hub (inbound route, relay, filing service, HTTP API)
@@ -59,6 +62,9 @@ type harness struct {
 	sealer   *envelope.Sealer // the Ministry's
 	opener   *envelope.Opener // the Ministry's
 	registry *registry.Registry
+	dispatch *dispatch.Store      // the city bus's Registry
+	toCity   <-chan amqp.Delivery // what the hub publishes on the city bus
+	cityOpen *envelope.Opener     // the city bureau's
 	audit    *audit.Writer
 	oplog    *logs.Writer
 	ch       *amqp.Channel
@@ -85,6 +91,8 @@ type harnessOpts struct {
 	resend routes.ResendPolicy
 	// maxExportRows is api.Config.MaxExportRows (0: the default).
 	maxExportRows int
+	// noCityBus mounts the API without the city bus's feedback filing.
+	noCityBus bool
 	// heartbeat is api.Config.Heartbeat (0: the default).
 	heartbeat time.Duration
 	// timeouts, when set, serves the API with httpapi.Server itself (not
@@ -96,12 +104,19 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	t.Helper()
 	h := &harness{t: t, pool: storetest.NewPool(t), doc: loadOpenAPI(t)}
 	root := t.TempDir()
-	hubDir, minDir := filepath.Join(root, "hub"), filepath.Join(root, "ministry")
+	hubDir, minDir, cityDir := filepath.Join(root, "hub"), filepath.Join(root, "ministry"), filepath.Join(root, "city")
 	must(t, keystore.Generate(hubDir, hubNode, nil))
 	must(t, keystore.Generate(minDir, ministry, nil))
+	must(t, keystore.Generate(cityDir, cityNode, nil))
 	_, err := keystore.ExportPublic(hubDir, keystore.LoadOptions{}, filepath.Join(minDir, "peers"))
 	must(t, err)
 	_, err = keystore.ExportPublic(minDir, keystore.LoadOptions{}, filepath.Join(hubDir, "peers"))
+	must(t, err)
+	_, err = keystore.ExportPublic(hubDir, keystore.LoadOptions{}, filepath.Join(cityDir, "peers"))
+	must(t, err)
+	_, err = keystore.ExportPublic(cityDir, keystore.LoadOptions{}, filepath.Join(hubDir, "peers"))
+	must(t, err)
+	cityKeys, err := keystore.Load(cityDir, keystore.LoadOptions{})
 	must(t, err)
 	hubKeys, err := keystore.Load(hubDir, keystore.LoadOptions{})
 	must(t, err)
@@ -120,13 +135,21 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	must(t, err)
 	minQueue, err := mpsbus.DeclareNodeQueue(h.ch, h.exchange, ministry)
 	must(t, err)
+	cityExchange := h.exchange + ".city"
+	must(t, citybus.DeclareBus(h.ch, cityExchange))
+	cityQueue, err := citybus.DeclareNodeQueue(h.ch, cityExchange, cityNode)
+	must(t, err)
 	t.Cleanup(func() {
 		h.stop()
 		h.ch.QueueDelete(hubQueue, false, false, false)
 		h.ch.QueueDelete(minQueue, false, false, false)
+		h.ch.QueueDelete(cityQueue, false, false, false)
 		h.ch.ExchangeDelete(h.exchange, false, false)
+		h.ch.ExchangeDelete(cityExchange, false, false)
 		conn.Close()
 	})
+	h.toCity, err = h.ch.Consume(cityQueue, "", true, false, false, false, nil)
+	must(t, err)
 	h.toMin, err = h.ch.Consume(minQueue, "", true, false, false, false, nil)
 	must(t, err)
 
@@ -172,6 +195,19 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	must(t, err)
 	h.opener, err = envelope.NewOpener(envelope.OpenerConfig{Keys: h.minKeys, Kinds: kinds})
 	must(t, err)
+	// The city bus: the hub's feedback filing (its inbound route is tested
+	// in routes and cmd/zhianhub; orders are stored here with the store).
+	h.dispatch = dispatch.New()
+	cityFiling, err := routes.NewFiling(routes.FilingConfig{Pool: h.pool, Self: hubNode, To: cityNode, Exchange: cityExchange,
+		RoutingKey: citybus.RoutingKey, Ordering: routes.RefOrdering, Payloads: transforms.CityChecker{Validator: validator},
+		Registry: h.dispatch, Audit: h.audit, Notify: relay.Notify})
+	must(t, err)
+	cityKinds := envelope.KindSet{}
+	for _, k := range contracts.CityKinds() {
+		cityKinds[k] = true
+	}
+	h.cityOpen, err = envelope.NewOpener(envelope.OpenerConfig{Keys: cityKeys, Kinds: cityKinds})
+	must(t, err)
 
 	server, err := httpapi.New(httpapi.Config{Addr: "127.0.0.1:0", Logger: logger, ReadTimeout: o.timeouts, WriteTimeout: o.timeouts})
 	must(t, err)
@@ -184,9 +220,14 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	}
 	h.live, err = inbox.NewListener(inbox.ListenerConfig{Pool: h.pool, Logger: logger})
 	must(t, err)
+	var feedbacks *citybus.Feedbacks
+	if !o.noCityBus {
+		feedbacks = &citybus.Feedbacks{Filing: cityFiling, Numbers: h.pool}
+	}
 	must(t, api.Mount(server.Router(), api.Config{Pool: h.pool, Registry: h.registry, Filing: filing, Audit: h.audit,
 		Journal: jr, DevIdentity: !o.noDevIdentity, Logger: logger, Authenticator: authn, MaxExportRows: o.maxExportRows,
-		AuditKeys: hubKeys.SelfVerifier, Live: h.live, OperationLog: h.oplog, Keyring: kr, Heartbeat: o.heartbeat}))
+		AuditKeys: hubKeys.SelfVerifier, Live: h.live, OperationLog: h.oplog, Keyring: kr, Heartbeat: o.heartbeat,
+		Feedbacks: feedbacks}))
 	if o.timeouts > 0 {
 		must(t, server.Start(ctx))
 		h.server, h.url, h.client = server, "http://"+server.Addr(), &http.Client{}

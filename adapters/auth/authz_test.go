@@ -18,8 +18,8 @@ func TestPermissions(t *testing.T) {
 		want  string
 	}{
 		{"", "[]"},
-		{"officer", "[filing.read filing.submit lead.read lead.register person.read portal.use task.read warning.handle warning.read]"},
-		{"officer,unmask", "[filing.read filing.submit lead.read lead.register person.read person.unmask portal.use task.read warning.handle warning.read]"},
+		{"officer", "[dispatch.read feedback.file filing.read filing.submit lead.read lead.register person.read portal.use task.read warning.handle warning.read]"},
+		{"officer,unmask", "[dispatch.read feedback.file filing.read filing.submit lead.read lead.register person.read person.unmask portal.use task.read warning.handle warning.read]"},
 		{"portaladmin", "[notice.manage portal.use push.manage]"},
 		{"sysadmin,portaladmin", "[account.manage log.system.read]"},
 		{"unmask", "[person.unmask]"},
@@ -28,7 +28,7 @@ func TestPermissions(t *testing.T) {
 		{"auditor", "[audit.read log.operation.read log.system.read]"},
 		{"secadmin,officer,unmask", "[binding.manage role.grant]"}, // an administrator's account does no business
 		{"secadmin,auditor", "[]"},                                 // two administrators' roles: neither
-		{"officer,nosuchrole", "[filing.read filing.submit lead.read lead.register person.read portal.use task.read warning.handle warning.read]"},
+		{"officer,nosuchrole", "[dispatch.read feedback.file filing.read filing.submit lead.read lead.register person.read portal.use task.read warning.handle warning.read]"},
 	} {
 		id := auth.Identity{User: "u"}
 		if tc.roles != "" {
@@ -114,5 +114,23 @@ func TestUnitTree(t *testing.T) {
 	}
 	if _, err := auth.LoadUnitTree(filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
 		t.Error("a missing file loaded")
+	}
+}
+
+func TestUnitScope(t *testing.T) {
+	tree := auth.DemoUnitTree()
+	got := tree.Scope("310104000000")
+	want := []string{"310104000000", "310104010000", "310104020000"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("scope of 徐汇分局: %v, want %v", got, want)
+	}
+	if s := tree.Scope("310000000000"); len(s) != tree.Len() {
+		t.Errorf("the city bureau sees %d units of %d", len(s), tree.Len())
+	}
+	if s := tree.Scope("999999999999"); fmt.Sprint(s) != "[999999999999]" {
+		t.Errorf("a unit outside the tree: %v", s)
+	}
+	if s := tree.Scope(""); s != nil {
+		t.Errorf("no unit: %v", s)
 	}
 }

@@ -64,12 +64,16 @@ const (
 	PermPortalUse    Permission = "portal.use"    // own inbox, notices addressed to one, own push rules
 	PermNoticeManage Permission = "notice.manage" // author, publish and withdraw notices (units in scope)
 	PermPushManage   Permission = "push.manage"   // units' push rules (units in scope)
+	// City bus: dispatch orders (bounded by the unit tree) and feedback.
+	PermDispatchRead Permission = "dispatch.read" // dispatch orders of the caller's units, their export
+	PermFeedbackFile Permission = "feedback.file" // report a unit's feedback to the city bureau
 )
 
 // RolePermissions is the permission table: role → permissions.
 //
 //	officer     person.read filing.submit filing.read task.read portal.use
 //	            warning.read warning.handle lead.read lead.register
+//	            dispatch.read feedback.file
 //	portaladmin portal.use notice.manage push.manage
 //	unmask      person.unmask
 //	sysadmin    account.manage log.system.read
@@ -77,7 +81,7 @@ const (
 //	auditor   audit.read log.system.read log.operation.read
 var RolePermissions = map[string][]Permission{
 	RoleOfficer: {PermPersonRead, PermFilingSubmit, PermFilingRead, PermTaskRead, PermPortalUse,
-		PermWarningRead, PermWarningHandle, PermLeadRead, PermLeadRegister},
+		PermWarningRead, PermWarningHandle, PermLeadRead, PermLeadRegister, PermDispatchRead, PermFeedbackFile},
 	RolePortalAdmin: {PermPortalUse, PermNoticeManage, PermPushManage},
 	RoleUnmask:      {PermPersonUnmask},
 	RoleSysAdmin:    {PermAccountManage, PermSystemLogRead},

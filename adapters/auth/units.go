@@ -163,6 +163,19 @@ func (t *UnitTree) Subtree(code string) []string {
 	return out
 }
 
+// Scope returns the units a user of unit userUnit may see (InScope): its
+// Subtree, or only userUnit itself when it is not in the tree. A user
+// without a unit sees none.
+func (t *UnitTree) Scope(userUnit string) []string {
+	if userUnit == "" {
+		return nil
+	}
+	if s := t.Subtree(userUnit); s != nil {
+		return s
+	}
+	return []string{userUnit}
+}
+
 // demoUnits is deploy/units.example.yaml (a test keeps them equal).
 //
 //go:embed units_demo.yaml

@@ -118,12 +118,23 @@ func DeclareNodeQueue(ch Declarer, exchange, node string) (string, error) {
 	if exchange == "" || node == "" {
 		return "", errors.New("mpsbus: empty exchange or node")
 	}
-	name := NodeQueue(exchange, node)
-	if _, err := ch.QueueDeclare(name, true, false, false, false, nil); err != nil {
-		return "", fmt.Errorf("mpsbus: declare queue %s: %w", name, err)
+	return DeclareQueue(ch, exchange, NodeQueue(exchange, node), node)
+}
+
+// DeclareQueue declares queue, classic and durable with no arguments as
+// DeclareNodeQueue describes, and binds it to exchange with
+// BindingKey(node). Another bus of the same conventions (the city feedback
+// bus, adapters/citybus) names its queues differently and declares them
+// with it.
+func DeclareQueue(ch Declarer, exchange, queue, node string) (string, error) {
+	if exchange == "" || queue == "" || node == "" {
+		return "", errors.New("mpsbus: empty exchange, queue or node")
 	}
-	if err := ch.QueueBind(name, BindingKey(node), exchange, false, nil); err != nil {
-		return "", fmt.Errorf("mpsbus: bind queue %s to %s: %w", name, exchange, err)
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
+		return "", fmt.Errorf("mpsbus: declare queue %s: %w", queue, err)
 	}
-	return name, nil
+	if err := ch.QueueBind(queue, BindingKey(node), exchange, false, nil); err != nil {
+		return "", fmt.Errorf("mpsbus: bind queue %s to %s: %w", queue, exchange, err)
+	}
+	return queue, nil
 }

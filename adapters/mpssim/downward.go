@@ -212,7 +212,7 @@ func (s *Sim) seal(id, kind string, payload []byte, mode sealMode) ([]byte, erro
 		return nil, fmt.Errorf("mpssim: seal: %w", err)
 	}
 	if mode == sealBadSig {
-		return flipSignatureBit(env)
+		return FlipSignatureBit(env)
 	}
 	return env, nil
 }

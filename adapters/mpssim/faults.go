@@ -318,10 +318,10 @@ func editPayload(p []byte, edit func(map[string]json.RawMessage) error) ([]byte,
 	return json.Marshal(m)
 }
 
-// flipSignatureBit flips the lowest bit of the last byte of sig (inside the
+// FlipSignatureBit flips the lowest bit of the last byte of sig (inside the
 // DER integer s, so the DER stays well-formed and only the signature check
-// fails).
-func flipSignatureBit(env []byte) ([]byte, error) {
+// fails). The city-bus simulator uses it too.
+func FlipSignatureBit(env []byte) ([]byte, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(env, &m); err != nil {
 		return nil, fmt.Errorf("mpssim: envelope: %w", err)

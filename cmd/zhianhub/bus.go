@@ -60,8 +60,47 @@ type busRoutes struct {
 	live     *inbox.Listener // wakes the inbox streams of the API
 	exchange string
 	queue    string
-	topoOK   atomic.Bool
-	topoErr  atomic.Value // string
+	topo     topology
+	city     *cityRoutes // nil when city_bus.enabled is false
+}
+
+// topology is the state of a bus topology declared in the background: the
+// readiness check answers from it.
+type topology struct {
+	ok  atomic.Bool
+	err atomic.Value // string
+}
+
+func (t *topology) ready(context.Context) error {
+	if t.ok.Load() {
+		return nil
+	}
+	if s, _ := t.err.Load().(string); s != "" {
+		return errors.New(s)
+	}
+	return errors.New("not yet declared")
+}
+
+// declare runs once until it succeeds or ctx ends, with backoff from 1 s
+// to 30 s, recording each failure for the readiness check.
+func (t *topology) declare(ctx context.Context, logger *slog.Logger, once func() error, ready ...any) bool {
+	backoff := time.Second
+	for {
+		err := once()
+		if err == nil {
+			t.ok.Store(true)
+			logger.Info("bus topology ready", ready...)
+			return true
+		}
+		t.err.Store(err.Error())
+		logger.Warn("bus topology not ready; retrying", "err", err, "retry_in", backoff.String())
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
 }
 
 func newBusRoutes(ctx context.Context, cfg config.Config, logger *slog.Logger, ks *keystore.Store, pool *pgxpool.Pool, aw *audit.Writer, kr *fieldenc.Keyring) (*busRoutes, error) {
@@ -90,7 +129,6 @@ func newBusRoutes(ctx context.Context, cfg config.Config, logger *slog.Logger, k
 	checker := transforms.Checker{Validator: validator}
 	b := &busRoutes{cfg: cfg, logger: logger, keys: ks, pool: pool, audit: aw, registry: reg, keyring: kr,
 		exchange: cfg.Exchange.MPSExchange, queue: mpsbus.NodeQueue(cfg.Exchange.MPSExchange, ks.Node())}
-	b.topoErr.Store("not yet declared")
 	if b.relay, err = routes.NewRelay(routes.RelayConfig{
 		Pool: pool, AMQPURL: cfg.AMQP.URL, Sealer: sealer, Journal: jr, Audit: aw, Logger: logger,
 		Resend: routes.ResendPolicy{Initial: cfg.Exchange.ResendInitial, Max: cfg.Exchange.ResendMax, GiveUp: cfg.Exchange.ResendGiveUp},
@@ -110,6 +148,11 @@ func newBusRoutes(ctx context.Context, cfg config.Config, logger *slog.Logger, k
 		Payloads: checker, Registry: reg, Audit: aw, Notify: b.relay.Notify,
 	}); err != nil {
 		return nil, err
+	}
+	if cfg.CityBus.Enabled {
+		if b.city, err = newCityRoutes(cfg, logger, ks, pool, aw, dl, jr, validator, b.relay); err != nil {
+			return nil, err
+		}
 	}
 	if b.events, err = events.NewRegistry(); err != nil {
 		return nil, err
@@ -135,10 +178,7 @@ func kindSet() map[string]bool {
 
 // ready is the readiness check of the bus topology.
 func (b *busRoutes) ready(context.Context) error {
-	if b.topoOK.Load() {
-		return nil
-	}
-	return errors.New(b.topoErr.Load().(string))
+	return b.topo.ready(context.Background())
 }
 
 // mount adds the bus API to the router (the portal API mounts more).
@@ -150,6 +190,9 @@ func (b *busRoutes) mount(r chi.Router, a *apiAuth, oplog api.OperationLog) {
 		Live: b.live,
 	}
 	b.casework.apiConfig(&cfg)
+	if b.city != nil {
+		cfg.Feedbacks = b.city.feedbacks
+	}
 	if err := api.Mount(r, cfg); err != nil {
 		// Only a programming error (a nil dependency) gets here.
 		b.logger.Error("the HTTP API is not mounted", "err", err)
@@ -162,6 +205,9 @@ func (b *busRoutes) mount(r chi.Router, a *apiAuth, oplog api.OperationLog) {
 func (b *busRoutes) start(ctx context.Context, wg *sync.WaitGroup) {
 	if b.ingress != nil {
 		wg.Go(func() { _ = b.ingress.Run(ctx) })
+	}
+	if b.city != nil {
+		b.city.start(ctx, wg)
 	}
 	wg.Add(3)
 	go func() {
@@ -185,23 +231,7 @@ func (b *busRoutes) start(ctx context.Context, wg *sync.WaitGroup) {
 // exchange belongs to the bus and is only checked (passively). It retries
 // until the bus exists or ctx ends.
 func (b *busRoutes) declareTopology(ctx context.Context) bool {
-	backoff := time.Second
-	for {
-		err := b.declareOnce()
-		if err == nil {
-			b.topoOK.Store(true)
-			b.logger.Info("bus topology ready", "exchange", b.exchange, "queue", b.queue, "events", EventsExchange)
-			return true
-		}
-		b.topoErr.Store(err.Error())
-		b.logger.Warn("bus topology not ready; retrying", "err", err, "retry_in", backoff.String())
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 30*time.Second)
-	}
+	return b.topo.declare(ctx, b.logger, b.declareOnce, "exchange", b.exchange, "queue", b.queue, "events", EventsExchange)
 }
 
 func (b *busRoutes) declareOnce() error {

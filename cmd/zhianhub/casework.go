@@ -6,10 +6,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"zhianhub/adapters/api"
 	"zhianhub/adapters/auth"
+	"zhianhub/adapters/citybus"
 	"zhianhub/cmd/zhianhub/internal/config"
 	"zhianhub/routes"
+	"zhianhub/store/audit"
 	"zhianhub/store/deadletter"
 	"zhianhub/store/lead"
 	"zhianhub/store/warning"
@@ -28,14 +32,19 @@ type casework struct {
 	route    *routes.Portal
 }
 
-// newCasework builds warnings and leads on the bus routes' relay and the unit tree.
-// No city feedback filer yet: dispositions are not sent to the city bureau
-// (the warning service logs that at start).
+// newCasework builds warnings and leads on the bus routes' relay and the
+// unit tree. With the city bus enabled, a warning's disposition is
+// reported to the city bureau (feedback.warning) in the transaction that
+// records it; without it, not (the warning service logs that at start).
 func newCasework(cfg config.Config, logger *slog.Logger, b *busRoutes, units *auth.UnitTree) (*casework, error) {
 	p := &casework{logger: logger}
+	var feedback warning.FeedbackFiler
+	if b.city != nil {
+		feedback = warningFeedback{f: b.city.feedbacks}
+	}
 	var err error
 	if p.warnings, err = warning.New(warning.Config{Pool: b.pool, Units: units, EventsExchange: EventsExchange,
-		Notify: b.relay.Notify, AuditNotify: b.audit.Notify, Logger: logger}); err != nil {
+		Notify: b.relay.Notify, AuditNotify: b.audit.Notify, Logger: logger, Feedback: feedback}); err != nil {
 		return nil, err
 	}
 	if p.leads, err = lead.New(lead.Config{Pool: b.pool, Keyring: b.keyring, AuditNotify: b.audit.Notify, Logger: logger}); err != nil {
@@ -51,6 +60,20 @@ func newCasework(cfg config.Config, logger *slog.Logger, b *busRoutes, units *au
 		return nil, err
 	}
 	return p, nil
+}
+
+// warningFeedback files a warning's disposition as feedback.warning on the
+// city bus, in the warning's transaction, with its audit entry staged
+// there too (the warning service notifies the relay after the commit).
+type warningFeedback struct{ f *citybus.Feedbacks }
+
+func (w warningFeedback) FileFeedback(ctx context.Context, tx pgx.Tx, fb warning.Feedback) error {
+	_, entry, err := w.f.FileFeedbackTx(ctx, tx, citybus.FeedbackRequest{RefType: fb.RefType, RefNo: fb.RefNo, Unit: fb.Unit,
+		Officer: fb.Officer, Result: fb.Result, Detail: fb.Detail, At: fb.At, Actor: fb.Actor, CorrelationID: fb.CorrelationID})
+	if err != nil {
+		return err
+	}
+	return audit.Stage(ctx, tx, entry)
 }
 
 // apiConfig adds the warning and lead services to the API configuration.

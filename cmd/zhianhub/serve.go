@@ -134,17 +134,21 @@ func startHub(ctx context.Context, cfg config.Config, logger *slog.Logger, logw 
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	checks := []httpapi.Check{
+		{Name: "postgresql", Fn: h.pool.Ping},
+		{Name: "rabbitmq", Fn: amqpCheck(cfg.AMQP.URL)},
+		{Name: "mps-bus", Fn: h.bus.ready},
+	}
+	if h.bus.city != nil {
+		checks = append(checks, httpapi.Check{Name: "city-bus", Fn: h.bus.city.ready})
+	}
 	if h.http, err = httpapi.New(httpapi.Config{
 		Addr:            cfg.HTTP.Addr,
 		Logger:          logger,
 		Registry:        reg,
 		ShutdownTimeout: cfg.Shutdown.Timeout,
 		TLS:             apiAuth.tls,
-		Checks: []httpapi.Check{
-			{Name: "postgresql", Fn: h.pool.Ping},
-			{Name: "rabbitmq", Fn: amqpCheck(cfg.AMQP.URL)},
-			{Name: "mps-bus", Fn: h.bus.ready},
-		},
+		Checks:          checks,
 	}); err != nil {
 		return nil, err
 	}

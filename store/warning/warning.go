@@ -115,6 +115,9 @@ type Feedback struct {
 	Result  string // FeedbackDone, FeedbackUnverified, FeedbackFalseAlarm, FeedbackTransferred, FeedbackInProgress
 	Detail  string
 	At      time.Time
+	// Actor is who acted (user id); CorrelationID the request that did it.
+	Actor         string
+	CorrelationID string
 }
 
 // FeedbackFiler files a Feedback to the city bureau in the caller's
@@ -555,7 +558,8 @@ func (s *Service) step(ctx context.Context, id string, a Actor, action, result, 
 		}
 		if fr := FeedbackResult(action, result); fr != "" && s.cfg.Feedback != nil {
 			if err := s.cfg.Feedback.FileFeedback(ctx, tx, Feedback{RefType: "warning", RefNo: id, Unit: w.Unit, Officer: a.Officer,
-				Result: fr, Detail: feedbackDetail(action, detail, toUnit), At: now}); err != nil {
+				Result: fr, Detail: feedbackDetail(action, detail, toUnit), At: now,
+				Actor: a.User, CorrelationID: a.CorrelationID}); err != nil {
 				return fmt.Errorf("warning: city feedback of %s: %w", id, err)
 			}
 		}

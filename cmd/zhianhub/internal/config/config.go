@@ -60,6 +60,8 @@ const (
 	DefaultResendGiveUp        = 24 * time.Hour
 	DefaultGapTimeout          = 10 * time.Minute
 	DefaultMPSExchange         = "mps.bus"
+	DefaultCityExchange        = "city.feedback"
+	DefaultCityNode            = "310000000001"
 	DefaultOIDCUserClaim       = "sub"
 	DefaultOIDCUnitClaim       = "unit"
 	DefaultOIDCRolesClaim      = "roles"
@@ -90,6 +92,24 @@ type Config struct {
 	SecPlatform SecPlatformConfig
 	// Ingress is the internal modules' event ingress (zhian.ingress).
 	Ingress IngressConfig
+	// CityBus is the city bureau's feedback bus (feedback-bus.md).
+	CityBus CityBusConfig
+}
+
+// CityBusConfig is the city bureau's feedback bus (市局反馈总线): dispatch
+// orders come down on it, feedback goes up. It shares the exchange
+// settings (resend, gap timeout) of the Ministry bus.
+type CityBusConfig struct {
+	// Enabled runs the city bus routes (a second inbound route on the
+	// hub's city queue and the feedback filing; the relay is shared).
+	// Default false: the bus must exist (the city bureau's, or
+	// `zhianhub sim city`) and keys.dir must hold peers/<node>/.
+	Enabled bool
+	// Exchange is the city bus exchange; the hub's queue name derives from
+	// it (citybus.NodeQueue).
+	Exchange string
+	// Node is the city bureau's node code (12 digits).
+	Node string
 }
 
 // IngressConfig switches the ingress route of the internal modules' events
@@ -248,6 +268,7 @@ func Default() Config {
 		},
 		Auth:    AuthConfig{OIDCUserClaim: DefaultOIDCUserClaim, OIDCUnitClaim: DefaultOIDCUnitClaim, OIDCRolesClaim: DefaultOIDCRolesClaim},
 		Ingress: IngressConfig{Enabled: true},
+		CityBus: CityBusConfig{Exchange: DefaultCityExchange, Node: DefaultCityNode},
 	}
 }
 
@@ -314,6 +335,11 @@ type fileConfig struct {
 	Ingress struct {
 		Enabled *string `yaml:"enabled"`
 	} `yaml:"ingress"`
+	CityBus struct {
+		Enabled  *string `yaml:"enabled"`
+		Exchange *string `yaml:"exchange"`
+		Node     *string `yaml:"node"`
+	} `yaml:"city_bus"`
 }
 
 // field describes one configuration key.
@@ -464,6 +490,22 @@ func fields() []field {
 				c.Ingress.Enabled = b
 				return nil
 			}},
+		{"city_bus.enabled", "ZHIANHUB_CITY_BUS_ENABLED",
+			func(f *fileConfig) *string { return f.CityBus.Enabled },
+			func(c *Config, v string) error {
+				b, err := strconv.ParseBool(strings.TrimSpace(v))
+				if err != nil {
+					return fmt.Errorf("not a boolean (true or false): %q", v)
+				}
+				c.CityBus.Enabled = b
+				return nil
+			}},
+		{"city_bus.exchange", "ZHIANHUB_CITY_EXCHANGE",
+			func(f *fileConfig) *string { return f.CityBus.Exchange },
+			setString(func(c *Config) *string { return &c.CityBus.Exchange })},
+		{"city_bus.node", "ZHIANHUB_CITY_NODE",
+			func(f *fileConfig) *string { return f.CityBus.Node },
+			setString(func(c *Config) *string { return &c.CityBus.Node })},
 		{"auth.units", "ZHIANHUB_AUTH_UNITS",
 			func(f *fileConfig) *string { return f.Auth.Units },
 			setString(func(c *Config) *string { return &c.Auth.Units })},
@@ -738,6 +780,14 @@ func (c Config) Validate() error {
 	if strings.TrimSpace(x.MPSExchange) == "" || strings.ContainsAny(x.MPSExchange, " #*") {
 		add("exchange.mps_exchange", fmt.Errorf("must be an exchange name, not %q", x.MPSExchange))
 	}
+	if cb := c.CityBus; strings.TrimSpace(cb.Exchange) == "" || strings.ContainsAny(cb.Exchange, " #*") {
+		add("city_bus.exchange", fmt.Errorf("must be an exchange name, not %q", cb.Exchange))
+	} else if cb.Exchange == x.MPSExchange {
+		add("city_bus.exchange", fmt.Errorf("must differ from exchange.mps_exchange %q", x.MPSExchange))
+	}
+	if n := c.CityBus.Node; len(n) != 12 || strings.Trim(n, "0123456789") != "" {
+		add("city_bus.node", fmt.Errorf("must be a 12-digit node code, not %q", n))
+	}
 	if sp := c.SecPlatform; sp.Addr != "" {
 		if _, _, err := net.SplitHostPort(sp.Addr); err != nil {
 			add("security_platform.addr", fmt.Errorf("must be host:port: %w", err))
@@ -914,6 +964,9 @@ func (c Config) redactedPairs() [][2]string {
 		{"security_platform.tls", strconv.FormatBool(c.SecPlatform.TLS)},
 		{"security_platform.ca_file", c.SecPlatform.CAFile},
 		{"ingress.enabled", strconv.FormatBool(c.Ingress.Enabled)},
+		{"city_bus.enabled", strconv.FormatBool(c.CityBus.Enabled)},
+		{"city_bus.exchange", c.CityBus.Exchange},
+		{"city_bus.node", c.CityBus.Node},
 		{"http.tls_cert", c.HTTP.TLSCert},
 		{"auth.units", c.Auth.Units},
 		{"auth.gateway_certs", strings.Join(c.Auth.GatewayCerts, ",")},
