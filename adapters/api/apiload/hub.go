@@ -17,6 +17,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"zhianhub/adapters/citybus"
 	"zhianhub/adapters/mpsbus"
 )
 
@@ -33,6 +34,11 @@ type HubConfig struct {
 	// Exchange is the Ministry bus exchange of this run (DeclareBus);
 	// the hub's queue name derives from it. Required.
 	Exchange string
+	// CityExchange is the city feedback bus exchange of this run
+	// (DeclareCityBus): when set, the hub runs the city bus on it (city
+	// bureau 310000000001, keys from `keys gen --demo-peers`); "" leaves
+	// the city bus off.
+	CityExchange string
 	// Issuer and ClientID turn on the OIDC bearer tokens. Required: the
 	// development identity is off, so every request is authenticated for
 	// real.
@@ -65,9 +71,15 @@ type Hub struct {
 	// Log is the file of the hub's stderr (JSON logs).
 	Log string
 
+	dir  string
 	cmd  *exec.Cmd
 	done chan error
 }
+
+// PeerDir is the key directory StartHub made for the demo peer node
+// (`keys gen --demo-peers`: 000000000000 the Ministry, 310000000001 the
+// city bureau), each trusting the hub's keys and trusted by it.
+func (h *Hub) PeerDir(node string) string { return filepath.Join(h.dir, "peers", node) }
 
 // StartHub generates the hub's keys (`zhianhub keys gen`), starts
 // `zhianhub serve` on a free port with the bearer authenticator only, and
@@ -109,12 +121,15 @@ func StartHub(ctx context.Context, cfg HubConfig) (*Hub, error) {
 		"ZHIANHUB_INGRESS_ENABLED=false",
 		"ZHIANHUB_AUDIT_ARCHIVE_DIR="+filepath.Join(cfg.Dir, "archive"),
 	)
+	if cfg.CityExchange != "" {
+		cmd.Env = append(cmd.Env, "ZHIANHUB_CITY_BUS_ENABLED=true", "ZHIANHUB_CITY_EXCHANGE="+cfg.CityExchange, "ZHIANHUB_CITY_NODE="+citybus.NodeCity)
+	}
 	cmd.Env = append(cmd.Env, cfg.Env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("apiload: start hub: %w", err)
 	}
-	h := &Hub{Base: "http://" + addr, Log: logPath, cmd: cmd, done: make(chan error, 1)}
+	h := &Hub{Base: "http://" + addr, Log: logPath, dir: cfg.Dir, cmd: cmd, done: make(chan error, 1)}
 	go func() { h.done <- cmd.Wait() }()
 	if err := h.waitReady(ctx, cfg.ReadyTimeout); err != nil {
 		_ = h.Stop(10 * time.Second)
@@ -234,8 +249,34 @@ func freeAddr() (string, error) {
 // DeclareBus declares a Ministry bus exchange of the run's own (the hub
 // only checks it) and the Ministry's node queue on it, so that the
 // filings the hub publishes while seeding are routed and kept, not
-// returned. The returned function deletes both.
+// returned. The returned function deletes both and the hub's queue.
 func DeclareBus(amqpURL, exchange string) (cleanup func() error, err error) {
+	return declareBus(amqpURL, exchange, mpsbus.DeclareBus, []string{mpsbus.NodeQueue(exchange, HubNode)},
+		func(ch *amqp.Channel) (string, error) {
+			return mpsbus.DeclareNodeQueue(ch, exchange, mpsbus.NodeMinistry)
+		})
+}
+
+// DeclareCityBus declares a city feedback bus exchange of the run's own,
+// as its owner the city bureau does (citybus.DeclareBus; the hub only
+// checks it), the city bureau's node queue on it, so that what the hub
+// publishes to the city bureau (receipts of the dispatch orders, the
+// units' feedback) is routed and kept, not returned, and the hub's city
+// queue, so that orders published before the hub consumes are kept. The
+// returned function deletes the queues and the exchange.
+func DeclareCityBus(amqpURL, exchange string) (cleanup func() error, err error) {
+	return declareBus(amqpURL, exchange, citybus.DeclareBus, nil,
+		func(ch *amqp.Channel) (string, error) {
+			return citybus.DeclareNodeQueue(ch, exchange, citybus.NodeCity)
+		},
+		func(ch *amqp.Channel) (string, error) { return citybus.DeclareNodeQueue(ch, exchange, HubNode) })
+}
+
+// declareBus declares exchange with declare and the queues, each on a
+// channel of its own. The returned function deletes the queues declared,
+// the further queues others (the hub) declared, and the exchange.
+func declareBus(amqpURL, exchange string, declare func(mpsbus.Declarer, string) error, others []string,
+	queues ...func(*amqp.Channel) (string, error)) (cleanup func() error, err error) {
 	conn, err := amqp.Dial(amqpURL)
 	if err != nil {
 		return nil, fmt.Errorf("apiload: rabbitmq: %w", err)
@@ -245,19 +286,23 @@ func DeclareBus(amqpURL, exchange string) (cleanup func() error, err error) {
 		conn.Close()
 		return nil, fmt.Errorf("apiload: rabbitmq: %w", err)
 	}
-	if err := mpsbus.DeclareBus(ch, exchange); err != nil {
+	if err := declare(ch, exchange); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("apiload: declare bus: %w", err)
+		return nil, fmt.Errorf("apiload: declare bus %s: %w", exchange, err)
 	}
-	q, err := mpsbus.DeclareNodeQueue(ch, exchange, mpsbus.NodeMinistry)
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("apiload: declare the Ministry queue: %w", err)
+	del := append([]string(nil), others...)
+	for _, q := range queues {
+		name, err := q(ch)
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("apiload: declare a queue on %s: %w", exchange, err)
+		}
+		del = append(del, name)
 	}
 	return func() error {
 		defer conn.Close()
 		// One channel per deletion: a failed one closes its channel.
-		del := func(fn func(ch *amqp.Channel) error) error {
+		do := func(fn func(ch *amqp.Channel) error) error {
 			ch, err := conn.Channel()
 			if err != nil {
 				return err
@@ -265,15 +310,12 @@ func DeclareBus(amqpURL, exchange string) (cleanup func() error, err error) {
 			defer ch.Close()
 			return fn(ch)
 		}
-		return errors.Join(
-			del(func(ch *amqp.Channel) error { _, err := ch.QueueDelete(q, false, false, false); return err }),
-			// The hub's own queue on this exchange (declared by the hub).
-			del(func(ch *amqp.Channel) error {
-				_, err := ch.QueueDelete(mpsbus.NodeQueue(exchange, HubNode), false, false, false)
-				return err
-			}),
-			del(func(ch *amqp.Channel) error { return ch.ExchangeDelete(exchange, false, false) }),
-		)
+		var errs []error
+		for _, q := range del {
+			errs = append(errs, do(func(ch *amqp.Channel) error { _, err := ch.QueueDelete(q, false, false, false); return err }))
+		}
+		errs = append(errs, do(func(ch *amqp.Channel) error { return ch.ExchangeDelete(exchange, false, false) }))
+		return errors.Join(errs...)
 	}, nil
 }
 
