@@ -17,6 +17,7 @@ import (
 	"zhianhub/adapters/api/apiload"
 	"zhianhub/adapters/auth"
 	"zhianhub/adapters/auth/oidctest"
+	"zhianhub/adapters/citybus"
 	"zhianhub/store/storetest"
 )
 
@@ -31,7 +32,10 @@ type loadConfig struct {
 	Duration time.Duration // the mix
 	Baseline time.Duration // GET /me alone
 	Persons  int
-	Think    time.Duration
+	// OrdersPerUnit is the number of dispatch orders targeting each unit
+	// (its inbox's reminders).
+	OrdersPerUnit int
+	Think         time.Duration
 	// Saturation runs the mix again with no think time (0: not).
 	Saturation time.Duration
 }
@@ -88,11 +92,17 @@ type run struct {
 	report   *apiload.Report
 	data     *apiload.Dataset
 	provider *oidctest.Provider
+	// After the run: the client, the users and the seeder's token
+	// (city-wide).
+	client *apiload.Client
+	users  []*apiload.User
+	seeder string
 }
 
-// runLoad starts an OIDC provider and the hub (own database, own bus
-// exchange), seeds cfg.Persons persons, then runs the baseline and the
-// load with cfg.Users users.
+// runLoad starts an OIDC provider and the hub (own database, own Ministry
+// and city bus exchanges), seeds cfg.Persons persons through the API and
+// cfg.OrdersPerUnit dispatch orders per unit over the city bus, then runs
+// the baseline and the load with cfg.Users users.
 func runLoad(tb testing.TB, cfg loadConfig) run {
 	tb.Helper()
 	ctx := context.Background()
@@ -106,15 +116,21 @@ func runLoad(tb testing.TB, cfg loadConfig) run {
 	var b [4]byte
 	rand.Read(b[:])
 	exchange := "apiload.mps." + hex.EncodeToString(b[:])
-	deleteBus, err := apiload.DeclareBus(amqpURL, exchange)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		if err := deleteBus(); err != nil {
-			tb.Errorf("delete the bus: %v", err)
+	cityExchange := "apiload.city." + hex.EncodeToString(b[:])
+	for _, bus := range []struct {
+		name, exchange string
+		declare        func(string, string) (func() error, error)
+	}{{"Ministry", exchange, apiload.DeclareBus}, {"city", cityExchange, apiload.DeclareCityBus}} {
+		del, err := bus.declare(amqpURL, bus.exchange)
+		if err != nil {
+			tb.Fatal(err)
 		}
-	})
+		tb.Cleanup(func() {
+			if err := del(); err != nil {
+				tb.Errorf("delete the %s bus: %v", bus.name, err)
+			}
+		})
+	}
 	p, err := oidctest.Start(oidctest.Config{})
 	if err != nil {
 		tb.Fatal(err)
@@ -122,7 +138,7 @@ func runLoad(tb testing.TB, cfg loadConfig) run {
 	tb.Cleanup(func() { p.Close() })
 
 	hub, err := apiload.StartHub(ctx, apiload.HubConfig{Binary: bin, Dir: tb.TempDir(), DatabaseURL: dbURL, AMQPURL: amqpURL,
-		Exchange: exchange, Issuer: p.Issuer, ClientID: clientID, Env: []string{"ZHIANHUB_RESEND_INITIAL=1h", "ZHIANHUB_RESEND_MAX=1h"}})
+		Exchange: exchange, CityExchange: cityExchange, Issuer: p.Issuer, ClientID: clientID, Env: []string{"ZHIANHUB_RESEND_INITIAL=1h", "ZHIANHUB_RESEND_MAX=1h"}})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -169,6 +185,15 @@ func runLoad(tb testing.TB, cfg loadConfig) run {
 		fail(err)
 	}
 	tb.Logf("seeded %d persons and %d tasks through the API in %s", len(data.Persons), len(data.Tasks), time.Since(t0).Round(time.Millisecond))
+	t0 = time.Now()
+	if data.Orders, err = apiload.SeedOrders(ctx, apiload.OrdersConfig{AMQPURL: amqpURL, Exchange: cityExchange,
+		KeyDir: hub.PeerDir(citybus.NodeCity), Units: units, PerUnit: cfg.OrdersPerUnit}); err != nil {
+		fail(err)
+	}
+	if err := apiload.WaitOrders(ctx, client, seeder, len(data.Orders), 2*time.Minute); err != nil {
+		fail(err)
+	}
+	tb.Logf("the hub applied %d dispatch orders from the city bus (%d per unit) in %s", len(data.Orders), cfg.OrdersPerUnit, time.Since(t0).Round(time.Millisecond))
 
 	users, err := apiload.MakeUsers(cfg.Users, units, tree, data, mint)
 	if err != nil {
@@ -199,11 +224,11 @@ func runLoad(tb testing.TB, cfg loadConfig) run {
 		tb.Fatal(err)
 	}
 	rep := &apiload.Report{
-		Title: fmt.Sprintf("API load: %d users with bearer tokens, think time %s; baseline %s, load %s, saturation (no think time) %s; %d persons, %d tasks; hub pid %d",
-			cfg.Users, cfg.Think, cfg.Baseline, cfg.Duration, cfg.Saturation, len(data.Persons), len(data.Tasks), hub.PID()),
+		Title: fmt.Sprintf("API load: %d users with bearer tokens, think time %s; baseline %s, load %s, saturation (no think time) %s; %d persons, %d tasks, %d dispatch orders (%d per unit); hub pid %d",
+			cfg.Users, cfg.Think, cfg.Baseline, cfg.Duration, cfg.Saturation, len(data.Persons), len(data.Tasks), len(data.Orders), cfg.OrdersPerUnit, hub.PID()),
 		Baseline: base, Load: load, Saturation: sat, Memory: mem, CPU: cpu, CPUWall: wall, Targets: apiload.DefaultTargets,
 	}
-	return run{report: rep, data: data, provider: p}
+	return run{report: rep, data: data, provider: p, client: client, users: users, seeder: seeder}
 }
 
 func tail(s string, n int) string {
@@ -214,13 +239,15 @@ func tail(s string, n int) string {
 }
 
 // TestLoadSmoke runs the whole bench small (5 users, 3 s, then 1 s with no
-// think time): the hub starts
-// as its own process, the seeding succeeds, every operation of the mix
-// runs and none fails, the baseline runs, the hub's memory is read, the
-// bearer keys are fetched once, not per request, and the report names
-// every operation and target.
+// think time): the hub starts as its own process with the city bus, the
+// seeding succeeds (persons and tasks through the API, dispatch orders
+// over the city bus, each in the target units' inboxes), every operation
+// of the mix runs and none fails, the feedback is recorded, the baseline
+// runs, the hub's memory is read, the bearer keys are fetched once, not
+// per request, and the report names every operation and target.
 func TestLoadSmoke(t *testing.T) {
-	r := runLoad(t, loadConfig{Users: 5, Duration: 3 * time.Second, Baseline: time.Second, Persons: 40,
+	const perUnit = 24
+	r := runLoad(t, loadConfig{Users: 5, Duration: 3 * time.Second, Baseline: time.Second, Persons: 40, OrdersPerUnit: perUnit,
 		Think: 10 * time.Millisecond, Saturation: time.Second})
 	rep := r.report
 	var out strings.Builder
@@ -268,7 +295,7 @@ func TestLoadSmoke(t *testing.T) {
 // errors fail it, the latency and memory targets (on the load) are
 // reported PASS or FAIL.
 func BenchmarkAPILoad(b *testing.B) {
-	cfg := loadConfig{Users: 200, Duration: 60 * time.Second, Baseline: 10 * time.Second, Persons: 3000,
+	cfg := loadConfig{Users: 200, Duration: 60 * time.Second, Baseline: 10 * time.Second, Persons: 3000, OrdersPerUnit: 24,
 		Think: time.Second, Saturation: 15 * time.Second}.fromEnv(b)
 	r := runLoad(b, cfg)
 	rep := r.report

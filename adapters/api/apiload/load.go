@@ -20,12 +20,22 @@ type User struct {
 	ID, Unit, Token string
 	// Persons and Tasks index the Dataset's records in the user's scope.
 	Persons, Tasks []int
+	// Targets are the dispatch orders' target units in the user's scope:
+	// what the user may report feedback for.
+	Targets []Target
+}
+
+// Target is a target unit of a dispatch order.
+type Target struct {
+	Order int // index in Dataset.Orders
+	Unit  string
 }
 
 // MakeUsers makes n users: ids 1000001…, units taken from units in turn,
 // each with the token mint returns; the records of d in each user's scope
-// (by tree) are noted. A user with no person in scope is an error: the
-// person reads would all be 404.
+// (by tree) are noted. A user with no person in scope is an error (the
+// person reads would all be 404), and so is one with no dispatch order
+// target in scope when d has orders (no feedback to report).
 func MakeUsers(n int, units []string, tree *auth.UnitTree, d *Dataset, mint func(user, unit string) (string, error)) ([]*User, error) {
 	if n < 1 || len(units) == 0 {
 		return nil, errors.New("apiload: MakeUsers needs users and units")
@@ -48,8 +58,18 @@ func MakeUsers(n int, units []string, tree *auth.UnitTree, d *Dataset, mint func
 				u.Tasks = append(u.Tasks, j)
 			}
 		}
+		for j, o := range d.Orders {
+			for _, unit := range o.Units {
+				if tree.InScope(u.Unit, unit) {
+					u.Targets = append(u.Targets, Target{Order: j, Unit: unit})
+				}
+			}
+		}
 		if len(u.Persons) == 0 {
 			return nil, fmt.Errorf("apiload: user %s of unit %s has no person in scope: seed more persons", u.ID, u.Unit)
+		}
+		if len(d.Orders) > 0 && len(u.Targets) == 0 {
+			return nil, fmt.Errorf("apiload: user %s of unit %s has no dispatch order target in scope: target every unit", u.ID, u.Unit)
 		}
 		out[i] = u
 	}

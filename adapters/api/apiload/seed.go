@@ -67,10 +67,11 @@ type Task struct {
 	TaskNo, PersonNo, Unit string
 }
 
-// Dataset is what Seed registered.
+// Dataset is what Seed registered and SeedOrders sent.
 type Dataset struct {
 	Persons []Person
 	Tasks   []Task
+	Orders  []Order
 }
 
 // SeedConfig configures Seed.
