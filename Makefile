@@ -90,8 +90,10 @@ bench: services
 	$(MAKE) --no-print-directory bench-api
 
 # bench-api runs BenchmarkAPILoad once: the hub binary (bin/zhianhub) on a
-# database and bus exchange of its own, seeded with LOAD_PERSONS persons
-# through its API, then LOAD_USERS users, each pausing about LOAD_THINK
+# database and Ministry and city bus exchanges of its own, seeded with
+# LOAD_PERSONS persons through its API and 24 dispatch orders per unit over
+# the city bus (into the units' inboxes), then LOAD_USERS users (reads,
+# inbox, dispatch orders, 5 % feedback), each pausing about LOAD_THINK
 # between calls, for LOAD_BASELINE of GET /me and LOAD_DURATION of the mix,
 # then LOAD_SATURATION of the mix with no pause (the hub's capacity); it
 # prints p50/p99, errors and the hub's peak RSS against the targets

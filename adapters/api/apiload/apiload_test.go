@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -18,6 +20,7 @@ import (
 	"zhianhub/adapters/auth"
 	"zhianhub/adapters/auth/oidctest"
 	"zhianhub/adapters/citybus"
+	"zhianhub/store/dispatch"
 	"zhianhub/store/storetest"
 )
 
@@ -258,8 +261,8 @@ func TestLoadSmoke(t *testing.T) {
 		t.Errorf("load: %d calls, %d errors: %v", got.Count, got.Errors, rep.Load.Errors())
 	}
 	for _, op := range apiload.DefaultMix {
-		if s := rep.Load.Op(op.Name); s.Count == 0 || s.P50 <= 0 {
-			t.Errorf("op %s did not run: %+v", op.Name, s)
+		if s := rep.Load.Op(op.Name); s.Count == 0 || s.P50 <= 0 || s.Errors != 0 {
+			t.Errorf("op %s did not run or failed: %+v", op.Name, s)
 		}
 		if !strings.Contains(out.String(), op.Name) {
 			t.Errorf("the report does not name %s", op.Name)
@@ -279,6 +282,45 @@ func TestLoadSmoke(t *testing.T) {
 	}
 	if len(r.data.Persons) != 40 || len(r.data.Tasks) != 14 {
 		t.Errorf("seeded %d persons, %d tasks", len(r.data.Persons), len(r.data.Tasks))
+	}
+	units := len(auth.DemoUnitTree().Codes())
+	if want := (units*perUnit + 2) / 3; len(r.data.Orders) != want {
+		t.Errorf("seeded %d dispatch orders, want %d (%d units, %d each, 3 targets per order)", len(r.data.Orders), want, units, perUnit)
+	}
+	ctx := context.Background()
+	get := func(token, path string, v any) {
+		t.Helper()
+		status, body, err := r.client.Do(ctx, http.MethodGet, path, token, nil)
+		if err != nil || status != http.StatusOK {
+			t.Fatalf("GET %s: %d %v %s", path, status, err, body)
+		}
+		if err := json.Unmarshal(body, v); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+	}
+	// Every unit's inbox holds its orders' reminders: the mix's inbox
+	// reads return real rows.
+	for _, u := range r.users {
+		var unread struct {
+			ByKind map[string]int `json:"byKind"`
+		}
+		get(u.Token, "/api/v1/inbox/unread", &unread)
+		var list struct {
+			Items []json.RawMessage `json:"items"`
+		}
+		get(u.Token, "/api/v1/inbox?limit=20", &list)
+		if unread.ByKind[dispatch.InboxKind] != perUnit || len(list.Items) != 20 {
+			t.Errorf("user %s of unit %s: %d unread dispatch reminders (want %d), a page of %d items (want 20)",
+				u.ID, u.Unit, unread.ByKind[dispatch.InboxKind], perUnit, len(list.Items))
+		}
+	}
+	// The feedback reported changed the orders' unit state.
+	var submitted struct {
+		Orders []json.RawMessage `json:"orders"`
+	}
+	get(r.seeder, "/api/v1/dispatch/orders?state=submitted&limit=1000", &submitted)
+	if n, posted := len(submitted.Orders), rep.Load.Op("feedback.post").Count+rep.Saturation.Op("feedback.post").Count; n == 0 || n > posted {
+		t.Errorf("%d orders with a unit's feedback after %d feedback calls", n, posted)
 	}
 	for _, want := range []string{"load/baseline:", "target p99", "target errors", "target hub peak RSS (VmHWM)", "TOTAL"} {
 		if !strings.Contains(out.String(), want) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"zhianhub/adapters/auth"
+	"zhianhub/contracts"
 )
 
 // User is one simulated officer with a token of their own.
@@ -107,33 +108,62 @@ func taskOf(u *User, d *Dataset, rnd *rand.Rand) Task {
 	return pick(rnd, d.Tasks)
 }
 
-// DefaultMix is the officers' mix: reads of persons (each audited by the
-// hub before it answers), tasks, filings and their own identity. The
-// portal's inbox and dispatch feedback join with a line each once they
-// are served, e.g.
-//
-//	{"inbox.list", 15, func(u *User, d *Dataset, rnd *rand.Rand) Call { return Call{Method: "GET", Path: "/api/v1/inbox?limit=20"} }},
-//	{"feedback.post", 5, func(u *User, d *Dataset, rnd *rand.Rand) Call { return Call{Method: "POST", Path: "/api/v1/dispatch/orders/" + … + "/feedback", Body: …} }},
+// noOrder is the orderNo of the feedback of a user with no order target
+// (no orders seeded): 404, counted as an error.
+const noOrder = "00000000000000000000"
+
+// feedbackOf returns the feedback call of a user: in_progress (a unit may
+// report it any number of times, store/dispatch) for an order target in
+// the user's scope, the user as the officer; the unit is named when it is
+// not the user's own (a district officer reporting for a station).
+func feedbackOf(u *User, d *Dataset, rnd *rand.Rand) Call {
+	orderNo, req := noOrder, map[string]string{"officer": u.ID, "result": contracts.ResultInProgress, "detail": "已派员前往现场处置（压测数据）"}
+	if len(u.Targets) > 0 {
+		t := pick(rnd, u.Targets)
+		orderNo = d.Orders[t.Order].OrderNo
+		if t.Unit != u.Unit {
+			req["unit"] = t.Unit
+		}
+	}
+	body, _ := json.Marshal(req)
+	return Call{Method: http.MethodPost, Path: "/api/v1/dispatch/orders/" + orderNo + "/feedback", Body: body}
+}
+
+// DefaultMix is the officers' mix, read-heavy: reads of persons (each
+// audited by the hub before it answers), tasks, filings, their own
+// identity, their inbox (list and unread counts) and the dispatch orders
+// of their units; 5 % of the calls report a unit's feedback on an order
+// (filed to the city bureau through the outbox).
 var DefaultMix = []Op{
-	{"person.get", 25, func(u *User, d *Dataset, rnd *rand.Rand) Call {
+	{"person.get", 20, func(u *User, d *Dataset, rnd *rand.Rand) Call {
 		return Call{Method: http.MethodGet, Path: "/api/v1/persons/" + personOf(u, d, rnd).PersonNo}
 	}},
-	{"persons.search", 15, func(u *User, d *Dataset, rnd *rand.Rand) Call {
+	{"persons.search", 10, func(u *User, d *Dataset, rnd *rand.Rand) Call {
 		return Call{Method: http.MethodGet, Path: "/api/v1/persons?idNo=" + personOf(u, d, rnd).IDNo + "&reason=" + searchReason}
 	}},
-	{"tasks.list", 15, func(u *User, d *Dataset, rnd *rand.Rand) Call {
+	{"tasks.list", 10, func(u *User, d *Dataset, rnd *rand.Rand) Call {
 		return Call{Method: http.MethodGet, Path: "/api/v1/tasks?limit=50&unit=" + taskOf(u, d, rnd).Unit}
 	}},
-	{"task.get", 15, func(u *User, d *Dataset, rnd *rand.Rand) Call {
+	{"task.get", 10, func(u *User, d *Dataset, rnd *rand.Rand) Call {
 		return Call{Method: http.MethodGet, Path: "/api/v1/tasks/" + taskOf(u, d, rnd).TaskNo}
 	}},
-	{"filings.list", 15, func(u *User, d *Dataset, rnd *rand.Rand) Call {
+	{"filings.list", 10, func(u *User, d *Dataset, rnd *rand.Rand) Call {
 		if rnd.IntN(2) == 0 {
 			return Call{Method: http.MethodGet, Path: "/api/v1/filings?limit=50"}
 		}
 		return Call{Method: http.MethodGet, Path: "/api/v1/filings?personNo=" + personOf(u, d, rnd).PersonNo}
 	}},
-	{"me", 15, func(*User, *Dataset, *rand.Rand) Call { return Call{Method: http.MethodGet, Path: "/api/v1/me"} }},
+	{"me", 10, func(*User, *Dataset, *rand.Rand) Call { return Call{Method: http.MethodGet, Path: "/api/v1/me"} }},
+	{"inbox.list", 10, func(*User, *Dataset, *rand.Rand) Call {
+		return Call{Method: http.MethodGet, Path: "/api/v1/inbox?limit=20"}
+	}},
+	{"inbox.unread", 10, func(*User, *Dataset, *rand.Rand) Call {
+		return Call{Method: http.MethodGet, Path: "/api/v1/inbox/unread"}
+	}},
+	{"dispatch.list", 5, func(*User, *Dataset, *rand.Rand) Call {
+		return Call{Method: http.MethodGet, Path: "/api/v1/dispatch/orders?limit=20"}
+	}},
+	{"feedback.post", 5, feedbackOf},
 }
 
 // BaselineMix is GET /me alone: routing, bearer verification, the local
