@@ -165,10 +165,12 @@ func TestAuditVerify(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	seedAudit(t, h)
 
+	// 6 seeded entries and the auditor's login (auth.login, before the
+	// request is served).
 	r := h.call(auditor, http.MethodGet, "/api/v1/audit/verify", nil)
 	rep := r.json(t)
 	cp, _ := rep["lastCheckpoint"].(map[string]any)
-	if r.status != 200 || rep["ok"] != true || rep["entries"] != float64(6) || rep["lastSeq"] != float64(6) || rep["firstBad"] != nil ||
+	if r.status != 200 || rep["ok"] != true || rep["entries"] != float64(7) || rep["lastSeq"] != float64(7) || rep["firstBad"] != nil ||
 		cp == nil || cp["seq"] == nil || len(cp["hash"].(string)) != 64 || !strings.Contains(rep["message"].(string), "审计链完整") {
 		t.Fatalf("intact chain: %d %s", r.status, r.body)
 	}
@@ -197,7 +199,7 @@ func TestAuditVerify(t *testing.T) {
 	}
 	verifies := h.audits(api.ActionAuditVerify)
 	if len(verifies) != 2 || verifies[0].Result != "ok" || verifies[1].Result != "broken" || verifies[0].Actor != auditor.id ||
-		verifies[0].Detail["entries"] != float64(6) {
+		verifies[0].Detail["entries"] != float64(7) {
 		t.Fatalf("audit.verify entries: %+v", verifies)
 	}
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"zhianhub/adapters/api"
+	"zhianhub/adapters/auth"
 	"zhianhub/store/logs"
 )
 
@@ -149,4 +150,27 @@ func TestSystemLog(t *testing.T) {
 		expectError(t, h.call(u, http.MethodGet, "/api/v1/logs/system", nil), http.StatusForbidden, "E403")
 	}
 	h.waitAudits(api.ActionSystemLogRead, 9)
+}
+
+// TestLoginAudited: the first use of a credential is audited as a login
+// (auth.login: user, unit, roles, method, the credential's name) before the
+// request is served; later uses of it are not.
+func TestLoginAudited(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	for range 3 {
+		h.call(officer, http.MethodGet, "/api/v1/me", nil)
+	}
+	h.call(reviewer, http.MethodGet, "/api/v1/tasks", nil)
+	logins := h.waitAudits(auth.ActionLogin, 2)
+	byUser := map[string]auditRow{}
+	for _, l := range logins {
+		byUser[l.Actor] = l
+	}
+	if l := byUser[officer.id]; l.Unit != officer.unit || l.Role != "officer" || l.Object != "dev:"+officer.id || l.Result != "ok" ||
+		l.Detail["method"] != auth.MethodDev || l.CorrelationID == "" {
+		t.Errorf("officer's login %+v", l)
+	}
+	if _, ok := byUser[reviewer.id]; !ok {
+		t.Errorf("no login of %s: %+v", reviewer.id, logins)
+	}
 }

@@ -192,7 +192,7 @@ func (b *Bearer) Authenticate(r *http.Request) (Identity, error) {
 			return Identity{}, &AuthError{Message: "身份认证未通过：令牌的机构代码（" + b.cfg.UnitClaim + "）无效", Claimed: user}
 		}
 	}
-	id := Identity{User: user, Unit: unit, Method: MethodBearer}
+	id := Identity{User: user, Unit: unit, Method: MethodBearer, Session: "bearer:" + sessionDigest(token), Expires: tok.Expiry}
 	if raw, ok := claims[b.cfg.RolesClaim]; ok && b.cfg.RolesClaim != "-" {
 		roles, err := rolesOf(raw)
 		if err != nil {

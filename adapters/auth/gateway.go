@@ -216,7 +216,8 @@ func (g *Gateway) Authenticate(r *http.Request) (Identity, error) {
 	if err != nil {
 		return Identity{}, &AuthError{Message: "身份认证暂不可用，请稍后重试", Err: err, Detail: detail}
 	}
-	return Identity{User: b.User, Unit: b.Unit, Method: MethodGateway}, nil
+	return Identity{User: b.User, Unit: b.Unit, Method: MethodGateway, Session: "gateway:" + sessionDigest(serial+"\x00"+issuer),
+		Expires: cert.NotAfter}, nil
 }
 
 // parseForwardedCert parses the URL-encoded PEM certificate the gateway

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Identity is who makes a request.
@@ -20,6 +21,13 @@ type Identity struct {
 	// Method is how the identity was established: MethodGateway,
 	// MethodBearer or MethodDev ("" when set by hand, e.g. in tests).
 	Method string
+	// Session names the credential presented, without revealing it: the
+	// SM3 of a bearer token, a certificate's serial and issuer, the
+	// development user. Its first use is a login (ActionLogin).
+	Session string
+	// Expires is when the credential stops being valid (a token's exp, a
+	// certificate's NotAfter); zero when it does not say.
+	Expires time.Time
 }
 
 // Authentication methods (Identity.Method).
@@ -121,7 +129,7 @@ func (DevHeaders) Authenticate(r *http.Request) (Identity, error) {
 	if !ValidUser(user) {
 		return Identity{}, &AuthError{Message: HeaderDevUser + " 格式无效：须为 1-64 个字母、数字或 . _ @ -"}
 	}
-	id := Identity{User: user, Unit: r.Header.Get(HeaderDevUnit), Method: MethodDev}
+	id := Identity{User: user, Unit: r.Header.Get(HeaderDevUnit), Method: MethodDev, Session: "dev:" + user}
 	if id.Unit != "" && !ValidUnit(id.Unit) {
 		return Identity{}, &AuthError{Message: HeaderDevUnit + " 格式无效：须为 12 位机构代码", Claimed: user}
 	}

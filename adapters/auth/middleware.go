@@ -60,6 +60,12 @@ type MiddlewareConfig struct {
 	Access AccessSource
 	// Logger receives failures to audit. Default: discard.
 	Logger *slog.Logger
+	// Sessions, when set, audits the first use of each credential as a
+	// login (ActionLogin), before the request is served; if that audit
+	// fails the request is answered 500 and the next use tries again.
+	Sessions *Sessions
+	// Now is the clock of Sessions; default time.Now.
+	Now func() time.Time
 }
 
 // Validate reports whether the configuration can be used.
@@ -86,6 +92,9 @@ func Middleware(cfg MiddlewareConfig) (func(http.Handler) http.Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -99,12 +108,34 @@ func Middleware(cfg MiddlewareConfig) (func(http.Handler) http.Handler, error) {
 				id, err = withAccess(r.Context(), cfg.Access, id)
 			}
 			if err == nil {
+				if cfg.Sessions != nil && id.Session != "" && cfg.Sessions.First(id.Session, id.Expires, cfg.Now()) {
+					if lerr := login(r, cfg, id); lerr != nil {
+						cfg.Sessions.Forget(id.Session)
+						cfg.Logger.ErrorContext(r.Context(), "audit of a login failed", "err", lerr, "request_id", httpapi.RequestID(r.Context()))
+						httpapi.WriteError(w, http.StatusInternalServerError, httpapi.CodeInternal, httpapi.MessageInternal)
+						return
+					}
+				}
 				next.ServeHTTP(w, r.WithContext(WithIdentity(r.Context(), id)))
 				return
 			}
 			refuse(w, r, cfg, asAuthError(err))
 		})
 	}, nil
+}
+
+// login audits the first use of a credential: who (user, unit, roles),
+// how (method, the credential's digest) and until when.
+func login(r *http.Request, cfg MiddlewareConfig, id Identity) error {
+	detail := map[string]any{"method": id.Method, "remote": r.RemoteAddr, "userAgent": clip(r.UserAgent(), 200)}
+	if !id.Expires.IsZero() {
+		detail["expires"] = id.Expires.UTC().Format(time.RFC3339)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 30*time.Second)
+	defer cancel()
+	_, err := cfg.Audit.Append(ctx, audit.Entry{Actor: id.User, Unit: id.Unit, Role: id.RoleList(), Action: ActionLogin,
+		Object: id.Session, Result: "ok", CorrelationID: httpapi.RequestID(r.Context()), Detail: detail})
+	return err
 }
 
 // withAccess merges the local roles into id and refuses a locked account.
