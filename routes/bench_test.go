@@ -487,12 +487,12 @@ func newBenchHub(b *testing.B, k knobs) *benchHub {
 	must(b, err)
 	hubSealer, err := envelope.NewSealer(envelope.SealerConfig{Keys: hubKeys})
 	must(b, err)
-	h.relay, err = routes.NewRelay(routes.RelayConfig{Pool: pool, AMQPURL: amqpURL, Sealer: hubSealer, Journal: jr, Audit: h.audit,
+	h.relay, err = routes.NewRelay(routes.RelayConfig{Pool: pool, AMQPURL: amqpURL, Sealer: hubSealer, Cipher: kr, Journal: jr, Audit: h.audit,
 		Logger: logger, BatchSize: k.relayBatch})
 	must(b, err)
 	h.inbound, err = routes.NewInbound(routes.InboundConfig{
 		Node: hubNode, Pool: pool, AMQPURL: amqpURL, Queue: h.hubQueue, Exchange: h.exchange, RoutingKey: mpsbus.RoutingKey,
-		Opener: hubOpener, Payloads: h.checker, Registry: h.registry, Journal: jr, Audit: h.audit, DeadLetters: dl,
+		Opener: hubOpener, Payloads: h.checker, Registry: h.registry, Cipher: kr, Journal: jr, Audit: h.audit, DeadLetters: dl,
 		Logger: logger, Notify: h.relay.Notify,
 		Prefetch: k.prefetch, Openers: k.openers, Shards: k.shards, BatchSize: k.batch, BatchDelay: k.batchDelay,
 	})

@@ -30,8 +30,11 @@ type FilingConfig struct {
 	RoutingKey func(to, kind string) string
 	Payloads   Payloads
 	Registry   Registry
-	Audit      *audit.Writer
-	Now        func() time.Time
+	// Cipher encrypts the filing's payload in the outbox (it holds ID
+	// numbers, names and addresses until the receipt, and stays).
+	Cipher Cipher
+	Audit  *audit.Writer
+	Now    func() time.Time
 	// Notify is called after a filing is committed to the outbox.
 	Notify func()
 }
@@ -54,9 +57,9 @@ func NewFiling(cfg FilingConfig) (*Filing, error) {
 		cfg.Notify = func() {}
 	}
 	cfg.Ordering = cfg.Ordering.orDefault()
-	if cfg.Pool == nil || cfg.Payloads == nil || cfg.Registry == nil || cfg.Audit == nil || cfg.RoutingKey == nil ||
+	if cfg.Pool == nil || cfg.Payloads == nil || cfg.Registry == nil || cfg.Cipher == nil || cfg.Audit == nil || cfg.RoutingKey == nil ||
 		!envelope.ValidNode(cfg.Self) || !envelope.ValidNode(cfg.To) || cfg.Exchange == "" {
-		return nil, errors.New("routes: FilingConfig needs Pool, Payloads, Registry, Audit, RoutingKey, Exchange and valid Self/To nodes")
+		return nil, errors.New("routes: FilingConfig needs Pool, Payloads, Registry, Cipher, Audit, RoutingKey, Exchange and valid Self/To nodes")
 	}
 	return &Filing{cfg: cfg}, nil
 }
@@ -143,9 +146,13 @@ func (f *Filing) FileTx(ctx context.Context, tx pgx.Tx, req FileRequest) (FileRe
 	if err := f.cfg.Registry.Apply(ctx, tx, registry.Message{ID: id, Direction: registry.Out, Node: f.cfg.To, Kind: req.Kind, Corr: req.Corr, Payload: typed, At: f.cfg.Now()}); err != nil {
 		return FileResult{}, audit.Entry{}, err
 	}
+	sealed, err := f.cfg.Cipher.Encrypt(cleaned, exchange.PayloadAAD(id))
+	if err != nil {
+		return FileResult{}, audit.Entry{}, fmt.Errorf("routes: encrypt the filing: %w", err)
+	}
 	if err := exchange.Enqueue(ctx, tx, exchange.Out{
 		ID: id, Kind: req.Kind, Exchange: f.cfg.Exchange, RoutingKey: f.cfg.RoutingKey(f.cfg.To, req.Kind), ToNode: f.cfg.To,
-		Corr: req.Corr, Payload: cleaned, PersonNo: personNo, Seq: seq, NeedsReceipt: true, Actor: req.Actor,
+		Corr: req.Corr, Payload: sealed, Encrypted: true, PersonNo: personNo, Seq: seq, NeedsReceipt: true, Actor: req.Actor,
 	}); err != nil {
 		return FileResult{}, audit.Entry{}, err
 	}

@@ -170,7 +170,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		resend = routes.ResendPolicy{Initial: time.Hour, Max: time.Hour, GiveUp: 24 * time.Hour}
 	}
 	h.newRelay = func() *routes.Relay {
-		r, err := routes.NewRelay(routes.RelayConfig{Pool: h.pool, AMQPURL: amqpURL, Sealer: hubSealer, Journal: jr, Audit: h.audit,
+		r, err := routes.NewRelay(routes.RelayConfig{Pool: h.pool, AMQPURL: amqpURL, Sealer: hubSealer, Cipher: kr, Journal: jr, Audit: h.audit,
 			Logger: logger, Resend: resend, PollInterval: 50 * time.Millisecond, RetryDelay: 100 * time.Millisecond})
 		must(t, err)
 		return r
@@ -178,12 +178,12 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	h.relay = h.newRelay()
 	h.inbound, err = routes.NewInbound(routes.InboundConfig{
 		Node: hubNode, Pool: h.pool, AMQPURL: amqpURL, Queue: hubQueue, Exchange: h.exchange, RoutingKey: mpsbus.RoutingKey,
-		Ordering: ordering, Opener: hubOpener, Payloads: checker, Registry: reg, Journal: jr, Audit: h.audit, DeadLetters: dl,
+		Ordering: ordering, Opener: hubOpener, Payloads: checker, Registry: reg, Cipher: kr, Journal: jr, Audit: h.audit, DeadLetters: dl,
 		Logger: logger, Notify: h.relay.Notify, GapTimeout: o.gap, GapSweep: 50 * time.Millisecond, Now: now,
 	})
 	must(t, err)
 	h.filing, err = routes.NewFiling(routes.FilingConfig{Pool: h.pool, Self: hubNode, To: h.peer, Exchange: h.exchange, Ordering: ordering,
-		RoutingKey: mpsbus.RoutingKey, Payloads: checker, Registry: reg, Audit: h.audit, Notify: h.relay.Notify, Now: now})
+		RoutingKey: mpsbus.RoutingKey, Payloads: checker, Registry: reg, Cipher: kr, Audit: h.audit, Notify: h.relay.Notify, Now: now})
 	must(t, err)
 	h.sealer, err = envelope.NewSealer(envelope.SealerConfig{Keys: h.minKeys})
 	must(t, err)

@@ -50,9 +50,11 @@ type InboundConfig struct {
 	// (routing key = kind); "" disables events.
 	EventsExchange string
 
-	Opener      *envelope.Opener
-	Payloads    Payloads
-	Registry    Registry
+	Opener   *envelope.Opener
+	Payloads Payloads
+	Registry Registry
+	// Cipher encrypts the payloads of messages held for a gap.
+	Cipher      Cipher
 	Journal     *journal.Journal
 	Audit       *audit.Writer
 	DeadLetters DeadLetters
@@ -114,7 +116,7 @@ func (c *InboundConfig) Validate() error {
 	for name, missing := range map[string]bool{
 		"Node": !envelope.ValidNode(c.Node), "Pool": c.Pool == nil, "AMQPURL": c.AMQPURL == "", "Queue": c.Queue == "", "Exchange": c.Exchange == "",
 		"RoutingKey": c.RoutingKey == nil, "Opener": c.Opener == nil, "Payloads": c.Payloads == nil,
-		"Registry": c.Registry == nil, "Journal": c.Journal == nil, "Audit": c.Audit == nil, "DeadLetters": c.DeadLetters == nil,
+		"Registry": c.Registry == nil, "Cipher": c.Cipher == nil, "Journal": c.Journal == nil, "Audit": c.Audit == nil, "DeadLetters": c.DeadLetters == nil,
 	} {
 		if missing {
 			errs = append(errs, fmt.Errorf("routes: InboundConfig.%s is required", name))

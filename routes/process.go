@@ -102,9 +102,13 @@ func (in *Inbound) sequence(ctx context.Context, tx *work, it *item, code, reaso
 		return in.reject(ctx, tx, it.d.RoutingKey, m, it.raw, string(envelope.CodeStateConflict),
 			fmt.Sprintf("seq：序号 %d 已使用，期望 %d", it.seq, next))
 	case it.seq > next:
-		err := exchange.Hold(ctx, tx, exchange.Held{
+		sealed, err := in.cfg.Cipher.Encrypt(it.payload, exchange.HeldAAD(m.From, m.ID))
+		if err != nil {
+			return nil, fmt.Errorf("routes: encrypt the held payload: %w", err)
+		}
+		err = exchange.Hold(ctx, tx, exchange.Held{
 			Sender: m.From, PersonNo: it.personNo, Seq: it.seq, ID: m.ID, Kind: m.Kind, Corr: m.Corr, TS: m.TS,
-			Raw: it.raw, Payload: it.payload, Code: code, Reason: reason, HeldSince: in.cfg.Now(),
+			Raw: it.raw, Payload: sealed, Encrypted: true, Code: code, Reason: reason, HeldSince: in.cfg.Now(),
 		})
 		if errors.Is(err, exchange.ErrSeqTaken) {
 			return in.reject(ctx, tx, it.d.RoutingKey, m, it.raw, string(envelope.CodeStateConflict),
@@ -141,6 +145,13 @@ func (in *Inbound) sequence(ctx context.Context, tx *work, it *item, code, reaso
 
 // applyHeld applies a message that waited for its turn.
 func (in *Inbound) applyHeld(ctx context.Context, tx *work, h *exchange.Held) ([]audit.Entry, error) {
+	if h.Encrypted {
+		p, err := in.cfg.Cipher.Decrypt(h.Payload, exchange.HeldAAD(h.Sender, h.ID))
+		if err != nil {
+			return nil, fmt.Errorf("routes: decrypt held message %s: %w", h.ID, err)
+		}
+		h.Payload, h.Encrypted = p, false
+	}
 	m := &envelope.Message{Header: envelope.Header{ID: h.ID, Kind: h.Kind, From: h.Sender, To: in.cfg.Node, TS: h.TS, Corr: h.Corr}, Payload: h.Payload}
 	var typed any
 	if h.Code == string(envelope.CodeOK) {
@@ -237,7 +248,7 @@ func (in *Inbound) receipt(ctx context.Context, tx *work, it *item) ([]audit.Ent
 			// commit, and the receipt came first: journal it now (its
 			// sealed bytes were not kept; the payload is in the outbox).
 			_, err = in.cfg.Journal.Record(ctx, tx, journal.Message{ID: refID, Direction: journal.Out, Kind: filing.Kind, Peer: filing.ToNode,
-				Raw: filing.Payload, State: journal.StateReceipted, Code: r.Code, Reason: "receipt before the send was recorded (relay crash); raw = payload, not the envelope"})
+				Raw: filing.Payload, State: journal.StateReceipted, Code: r.Code, Reason: "receipt before the send was recorded (relay crash); raw = the outbox payload (encrypted at rest), not the envelope"})
 		}
 		if err != nil {
 			return nil, err

@@ -53,6 +53,8 @@ type RelayConfig struct {
 	Pool    *pgxpool.Pool
 	AMQPURL string
 	Sealer  *envelope.Sealer
+	// Cipher opens the payloads encrypted at rest (exchange.Out.Encrypted).
+	Cipher  Cipher
 	Journal *journal.Journal
 	Audit   *audit.Writer
 	Logger  *slog.Logger
@@ -90,8 +92,8 @@ func (c *RelayConfig) setDefaults() {
 // Validate reports a missing dependency or a bad setting.
 func (c *RelayConfig) Validate() error {
 	var errs []error
-	if c.Pool == nil || c.AMQPURL == "" || c.Sealer == nil || c.Journal == nil || c.Audit == nil {
-		errs = append(errs, errors.New("routes: RelayConfig needs Pool, AMQPURL, Sealer, Journal and Audit"))
+	if c.Pool == nil || c.AMQPURL == "" || c.Sealer == nil || c.Cipher == nil || c.Journal == nil || c.Audit == nil {
+		errs = append(errs, errors.New("routes: RelayConfig needs Pool, AMQPURL, Sealer, Cipher, Journal and Audit"))
 	}
 	if err := c.Resend.Validate(); err != nil {
 		errs = append(errs, err)
@@ -248,9 +250,16 @@ func (r *Relay) flag(ctx context.Context, tx pgx.Tx, m exchange.Out) audit.Entry
 // publishing seals a bus message (fresh ts, same id on resends) or wraps an
 // internal event.
 func (r *Relay) publishing(m exchange.Out, now time.Time) (Pub, []byte, error) {
-	body := m.Payload
+	payload := m.Payload
+	if m.Encrypted {
+		var err error
+		if payload, err = r.cfg.Cipher.Decrypt(m.Payload, exchange.PayloadAAD(m.ID)); err != nil {
+			return Pub{}, nil, fmt.Errorf("routes: decrypt the payload of %s: %w", m.ID, err)
+		}
+	}
+	body := payload
 	if m.ToNode != "" {
-		env, _, err := r.cfg.Sealer.Seal(envelope.Outgoing{ID: m.ID, Kind: m.Kind, To: m.ToNode, Corr: m.Corr, Payload: m.Payload})
+		env, _, err := r.cfg.Sealer.Seal(envelope.Outgoing{ID: m.ID, Kind: m.Kind, To: m.ToNode, Corr: m.Corr, Payload: payload})
 		if err != nil {
 			return Pub{}, nil, err
 		}

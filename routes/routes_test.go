@@ -1,6 +1,7 @@
 package routes_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -404,5 +405,55 @@ func TestRepeatsInOneBatch(t *testing.T) {
 	must(t, err)
 	if len(hist) != 1 {
 		t.Errorf("history has %d entries, want 1", len(hist))
+	}
+}
+
+// TestPayloadsEncryptedAtRest: a message held for a gap keeps its payload
+// encrypted and is applied from it when the gap fills; a filing's payload
+// is kept in the outbox only encrypted, and the relay still publishes it
+// whole.
+func TestPayloadsEncryptedAtRest(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	v := vectorPayloads(t)
+	ctx := context.Background()
+	reg := v["01-keyperson.register.json"]
+	personNo := reg["personNo"].(string)
+
+	// Downward: seq 2 before seq 1 is held, encrypted.
+	id2, _ := h.down("keyperson.change", "", v["02-keyperson.change.json"])
+	waitFor(t, func() bool {
+		var n int
+		return h.pool.QueryRow(ctx, `SELECT count(*) FROM reseq_held WHERE id = $1`, id2).Scan(&n) == nil && n == 1
+	})
+	var stored []byte
+	var encrypted bool
+	must(t, h.pool.QueryRow(ctx, `SELECT payload, payload_encrypted FROM reseq_held WHERE id = $1`, id2).Scan(&stored, &encrypted))
+	if !encrypted || bytes.Contains(stored, []byte(personNo)) || bytes.Contains(stored, []byte(`"changes"`)) {
+		t.Fatalf("held payload at rest (encrypted %v): %q", encrypted, stored)
+	}
+	id1, _ := h.down("keyperson.register", "", reg)
+	got := h.receipts(2)
+	expect(t, got, id1, "ACCEPTED", "0000")
+	expect(t, got, id2, "ACCEPTED", "0000")
+
+	// Upward: a filing about the person, encrypted in the outbox.
+	change, _ := json.Marshal(v["02-keyperson.change.json"])
+	res, err := h.filing.File(ctx, fileReq("keyperson.change", change))
+	must(t, err)
+	must(t, h.pool.QueryRow(ctx, `SELECT payload, payload_encrypted FROM outbox WHERE id = $1`, res.ID).Scan(&stored, &encrypted))
+	if !encrypted || bytes.Contains(stored, []byte(personNo)) || bytes.Contains(stored, []byte(`"changes"`)) {
+		t.Fatalf("outbox payload at rest (encrypted %v): %q", encrypted, stored)
+	}
+	for {
+		sent, ok := h.next(5 * time.Second)
+		if !ok {
+			t.Fatal("the filing was not published")
+		}
+		if sent.msg.ID == res.ID {
+			if !bytes.Contains(sent.msg.Payload, []byte(personNo)) || !bytes.Contains(sent.msg.Payload, []byte(`"changes"`)) {
+				t.Fatalf("the Ministry got %s", sent.msg.Payload)
+			}
+			break
+		}
 	}
 }

@@ -27,6 +27,13 @@ type Payloads interface {
 	Check(kind string, payload []byte) (cleaned []byte, typed any, cleanings []string, err error)
 }
 
+// Cipher encrypts personal data at rest (*fieldenc.Keyring: SM4-GCM under
+// the hub's data keys), each value bound to its place by aad.
+type Cipher interface {
+	Encrypt(plaintext, aad []byte) ([]byte, error)
+	Decrypt(ciphertext, aad []byte) ([]byte, error)
+}
+
 // Registry applies messages to the key-person registry in the caller's
 // transaction; *registry.Registry satisfies it. A refusal of the state
 // machine is a coded error (E130, E131, or a payload code for a merged

@@ -179,17 +179,17 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	if resend == (routes.ResendPolicy{}) {
 		resend = routes.ResendPolicy{Initial: time.Hour, Max: time.Hour, GiveUp: 24 * time.Hour}
 	}
-	relay, err := routes.NewRelay(routes.RelayConfig{Pool: h.pool, AMQPURL: amqpURL, Sealer: hubSealer, Journal: jr, Audit: h.audit,
+	relay, err := routes.NewRelay(routes.RelayConfig{Pool: h.pool, AMQPURL: amqpURL, Sealer: hubSealer, Cipher: kr, Journal: jr, Audit: h.audit,
 		Logger: logger, Resend: resend, PollInterval: 50 * time.Millisecond, RetryDelay: 100 * time.Millisecond})
 	must(t, err)
 	inbound, err := routes.NewInbound(routes.InboundConfig{
 		Node: hubNode, Pool: h.pool, AMQPURL: amqpURL, Queue: hubQueue, Exchange: h.exchange, RoutingKey: mpsbus.RoutingKey,
-		Opener: hubOpener, Payloads: checker, Registry: h.registry, Journal: jr, Audit: h.audit, DeadLetters: dl,
+		Opener: hubOpener, Payloads: checker, Registry: h.registry, Cipher: kr, Journal: jr, Audit: h.audit, DeadLetters: dl,
 		Logger: logger, Notify: relay.Notify, GapSweep: 50 * time.Millisecond,
 	})
 	must(t, err)
 	filing, err := routes.NewFiling(routes.FilingConfig{Pool: h.pool, Self: hubNode, To: ministry, Exchange: h.exchange,
-		RoutingKey: mpsbus.RoutingKey, Payloads: checker, Registry: h.registry, Audit: h.audit, Notify: relay.Notify})
+		RoutingKey: mpsbus.RoutingKey, Payloads: checker, Registry: h.registry, Cipher: kr, Audit: h.audit, Notify: relay.Notify})
 	must(t, err)
 	h.sealer, err = envelope.NewSealer(envelope.SealerConfig{Keys: h.minKeys})
 	must(t, err)
@@ -200,7 +200,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	h.dispatch = dispatch.New()
 	cityFiling, err := routes.NewFiling(routes.FilingConfig{Pool: h.pool, Self: hubNode, To: cityNode, Exchange: cityExchange,
 		RoutingKey: citybus.RoutingKey, Ordering: routes.RefOrdering, Payloads: transforms.CityChecker{Validator: validator},
-		Registry: h.dispatch, Audit: h.audit, Notify: relay.Notify})
+		Registry: h.dispatch, Cipher: kr, Audit: h.audit, Notify: relay.Notify})
 	must(t, err)
 	cityKinds := envelope.KindSet{}
 	for _, k := range contracts.CityKinds() {

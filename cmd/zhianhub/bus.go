@@ -130,14 +130,14 @@ func newBusRoutes(ctx context.Context, cfg config.Config, logger *slog.Logger, k
 	b := &busRoutes{cfg: cfg, logger: logger, keys: ks, pool: pool, audit: aw, registry: reg, keyring: kr,
 		exchange: cfg.Exchange.MPSExchange, queue: mpsbus.NodeQueue(cfg.Exchange.MPSExchange, ks.Node())}
 	if b.relay, err = routes.NewRelay(routes.RelayConfig{
-		Pool: pool, AMQPURL: cfg.AMQP.URL, Sealer: sealer, Journal: jr, Audit: aw, Logger: logger,
+		Pool: pool, AMQPURL: cfg.AMQP.URL, Sealer: sealer, Cipher: kr, Journal: jr, Audit: aw, Logger: logger,
 		Resend: routes.ResendPolicy{Initial: cfg.Exchange.ResendInitial, Max: cfg.Exchange.ResendMax, GiveUp: cfg.Exchange.ResendGiveUp},
 	}); err != nil {
 		return nil, err
 	}
 	if b.inbound, err = routes.NewInbound(routes.InboundConfig{
 		Node: ks.Node(), Pool: pool, AMQPURL: cfg.AMQP.URL, Queue: b.queue, Exchange: b.exchange, RoutingKey: mpsbus.RoutingKey,
-		EventsExchange: EventsExchange, Opener: opener, Payloads: checker, Registry: reg, Journal: jr, Audit: aw,
+		EventsExchange: EventsExchange, Opener: opener, Payloads: checker, Registry: reg, Cipher: kr, Journal: jr, Audit: aw,
 		DeadLetters: dl, Logger: logger, Notify: b.relay.Notify, GapTimeout: cfg.Exchange.GapTimeout,
 		Shards: inboundShards, BatchSize: inboundBatchSize,
 	}); err != nil {
@@ -145,12 +145,12 @@ func newBusRoutes(ctx context.Context, cfg config.Config, logger *slog.Logger, k
 	}
 	if b.filing, err = routes.NewFiling(routes.FilingConfig{
 		Pool: pool, Self: ks.Node(), To: mpsbus.NodeMinistry, Exchange: b.exchange, RoutingKey: mpsbus.RoutingKey,
-		Payloads: checker, Registry: reg, Audit: aw, Notify: b.relay.Notify,
+		Payloads: checker, Registry: reg, Cipher: kr, Audit: aw, Notify: b.relay.Notify,
 	}); err != nil {
 		return nil, err
 	}
 	if cfg.CityBus.Enabled {
-		if b.city, err = newCityRoutes(cfg, logger, ks, pool, aw, dl, jr, validator, b.relay); err != nil {
+		if b.city, err = newCityRoutes(cfg, logger, ks, pool, aw, dl, jr, validator, b.relay, kr); err != nil {
 			return nil, err
 		}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,10 +13,13 @@ import (
 	"zhianhub/adapters/auth"
 	"zhianhub/adapters/citybus"
 	"zhianhub/contracts"
-	"zhianhub/crypto"
+	"zhianhub/crypto/fieldenc"
+	"zhianhub/crypto/keystore"
 	"zhianhub/routes"
+	"zhianhub/store"
 	"zhianhub/store/audit"
 	"zhianhub/store/dispatch"
+	"zhianhub/store/exchange"
 	"zhianhub/store/storetest"
 	"zhianhub/store/warning"
 	"zhianhub/transforms"
@@ -28,11 +32,19 @@ import (
 func TestWarningFeedbackToCity(t *testing.T) {
 	ctx := context.Background()
 	pool := storetest.NewPool(t)
-	sk, err := crypto.GenerateSM2()
+	keysDir := filepath.Join(t.TempDir(), "keys")
+	if err := keystore.Generate(keysDir, "310000000000", nil); err != nil {
+		t.Fatal(err)
+	}
+	ks, err := keystore.Load(keysDir, keystore.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	aw, err := audit.NewWriter(pool, audit.WriterConfig{Signer: sk})
+	kr, err := fieldenc.Open(ctx, store.NewDataKeys(pool), ks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aw, err := audit.NewWriter(pool, audit.WriterConfig{Signer: ks.Signer()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +55,7 @@ func TestWarningFeedbackToCity(t *testing.T) {
 	}
 	filing, err := routes.NewFiling(routes.FilingConfig{Pool: pool, Self: "310000000000", To: "310000000001", Exchange: "test.city",
 		RoutingKey: citybus.RoutingKey, Ordering: routes.RefOrdering, Payloads: transforms.CityChecker{Validator: validator},
-		Registry: dispatch.New(), Audit: aw})
+		Registry: dispatch.New(), Cipher: kr, Audit: aw})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,11 +89,15 @@ func TestWarningFeedbackToCity(t *testing.T) {
 	if _, err := svc.Finish(ctx, "31000020261127000001", actor, warning.ResultHandled, "已现场核实（测试数据）"); err != nil {
 		t.Fatal(err)
 	}
-	var payload []byte
-	var kind, key string
+	var sealed []byte
+	var kind, key, id string
 	var seq int64
-	if err := pool.QueryRow(ctx, `SELECT kind, payload, person_no, seq FROM outbox WHERE to_node = '310000000001'`).Scan(&kind, &payload, &key, &seq); err != nil {
-		t.Fatalf("no feedback in the outbox: %v", err)
+	if err := pool.QueryRow(ctx, `SELECT id::text, kind, payload, person_no, seq FROM outbox WHERE to_node = '310000000001' AND payload_encrypted`).Scan(&id, &kind, &sealed, &key, &seq); err != nil {
+		t.Fatalf("no encrypted feedback in the outbox: %v", err)
+	}
+	payload, err := kr.Decrypt(sealed, exchange.PayloadAAD(id))
+	if err != nil {
+		t.Fatal(err)
 	}
 	var fb map[string]any
 	if err := json.Unmarshal(payload, &fb); err != nil {

@@ -42,7 +42,7 @@ type cityRoutes struct {
 }
 
 func newCityRoutes(cfg config.Config, logger *slog.Logger, ks *keystore.Store, pool *pgxpool.Pool, aw *audit.Writer,
-	dl *deadletter.Store, jr *journal.Journal, validator *contracts.Validator, relay *routes.Relay) (*cityRoutes, error) {
+	dl *deadletter.Store, jr *journal.Journal, validator *contracts.Validator, relay *routes.Relay, cipher routes.Cipher) (*cityRoutes, error) {
 	cb := cfg.CityBus
 	if p, ok := ks.Peer(cb.Node); !ok || p.Enc == nil || len(p.Sign) == 0 {
 		return nil, fmt.Errorf("city_bus: %s holds no public keys of the city bureau %s (peers/%s/sign.pub.pem, enc.pub.pem; see zhianhub keys gen --demo-peers)", cfg.Keys.Dir, cb.Node, cb.Node)
@@ -60,14 +60,14 @@ func newCityRoutes(cfg config.Config, logger *slog.Logger, ks *keystore.Store, p
 		queue: citybus.NodeQueue(cb.Exchange, ks.Node()), store: dispatch.New()}
 	if c.inbound, err = routes.NewInbound(routes.InboundConfig{
 		Node: ks.Node(), Pool: pool, AMQPURL: cfg.AMQP.URL, Queue: c.queue, Exchange: cb.Exchange, RoutingKey: citybus.RoutingKey,
-		Ordering: routes.RefOrdering, Opener: opener, Payloads: checker, Registry: c.store, Journal: jr, Audit: aw,
+		Ordering: routes.RefOrdering, Opener: opener, Payloads: checker, Registry: c.store, Cipher: cipher, Journal: jr, Audit: aw,
 		DeadLetters: dl, Logger: c.logger, Notify: relay.Notify, GapTimeout: cfg.Exchange.GapTimeout,
 	}); err != nil {
 		return nil, err
 	}
 	if c.filing, err = routes.NewFiling(routes.FilingConfig{
 		Pool: pool, Self: ks.Node(), To: cb.Node, Exchange: cb.Exchange, RoutingKey: citybus.RoutingKey, Ordering: routes.RefOrdering,
-		Payloads: checker, Registry: c.store, Audit: aw, Notify: relay.Notify,
+		Payloads: checker, Registry: c.store, Cipher: cipher, Audit: aw, Notify: relay.Notify,
 	}); err != nil {
 		return nil, err
 	}

@@ -182,9 +182,12 @@ func TestCityDispatchEndToEnd(t *testing.T) {
 			t.Errorf("feedback at the city bureau %+v (ids %v)", f, feedbackIDs)
 		}
 	}
-	if st := sim.Stats(); st.ReceiptsSent[contracts.StatusAccepted]["0000"] != 2 || st.FeedbackReceived[contracts.KindFeedbackDispatch] != 2 {
-		t.Errorf("simulator stats %+v", st)
-	}
+	// The simulator counts a receipt once it is published, after it lists
+	// the feedback.
+	wait("the city bureau's two receipts", func() bool {
+		st := sim.Stats()
+		return st.ReceiptsSent[contracts.StatusAccepted]["0000"] == 2 && st.FeedbackReceived[contracts.KindFeedbackDispatch] == 2
+	})
 	for id := range feedbackIDs {
 		wait("the hub correlates the receipt of "+id, func() bool {
 			status, body := call("310000000000", http.MethodGet, "/api/v1/filings/"+id, nil)

@@ -147,7 +147,7 @@ func TestCrashSIGKILL(t *testing.T) {
 	t.Cleanup(func() { aw.Close(context.Background()) })
 	filing, err := routes.NewFiling(routes.FilingConfig{Pool: pool, Self: mpsbus.NodeShanghai, To: mpsbus.NodeMinistry,
 		Exchange: bus.exchange, RoutingKey: mpsbus.RoutingKey, Payloads: transforms.Checker{Validator: validator},
-		Registry: reg, Audit: aw})
+		Registry: reg, Cipher: kr, Audit: aw})
 	crashMust(t, err)
 
 	// The Ministry.

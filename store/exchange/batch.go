@@ -195,16 +195,16 @@ func EnqueueAll(ctx context.Context, tx store.Querier, ms []Out) error {
 	}
 	n := len(ms)
 	ids, kinds, exs, keys, tos, corrs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	payloads, persons, seqs, needs, actors := make([][]byte, n), make([]string, n), make([]int64, n), make([]bool, n), make([]string, n)
+	payloads, persons, seqs, needs, actors, encs := make([][]byte, n), make([]string, n), make([]int64, n), make([]bool, n), make([]string, n), make([]bool, n)
 	for i, m := range ms {
 		ids[i], kinds[i], exs[i], keys[i], tos[i], corrs[i] = m.ID, m.Kind, m.Exchange, m.RoutingKey, m.ToNode, m.Corr
-		payloads[i], persons[i], seqs[i], needs[i], actors[i] = m.Payload, m.PersonNo, m.Seq, m.NeedsReceipt, m.Actor
+		payloads[i], persons[i], seqs[i], needs[i], actors[i], encs[i] = m.Payload, m.PersonNo, m.Seq, m.NeedsReceipt, m.Actor, m.Encrypted
 	}
-	err := store.ExecLater(ctx, tx, `INSERT INTO outbox (id, kind, exchange, routing_key, to_node, corr, payload, person_no, seq, needs_receipt, state, actor)
-		SELECT id::uuid, kind, ex, rk, to_node, corr, payload, person_no, seq, needs, 'pending', actor
-		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::text[], $9::bigint[], $10::bool[], $11::text[])
-			AS u(id, kind, ex, rk, to_node, corr, payload, person_no, seq, needs, actor)`,
-		ids, kinds, exs, keys, tos, corrs, payloads, persons, seqs, needs, actors)
+	err := store.ExecLater(ctx, tx, `INSERT INTO outbox (id, kind, exchange, routing_key, to_node, corr, payload, payload_encrypted, person_no, seq, needs_receipt, state, actor)
+		SELECT id::uuid, kind, ex, rk, to_node, corr, payload, enc, person_no, seq, needs, 'pending', actor
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::text[], $9::bigint[], $10::bool[], $11::text[], $12::bool[])
+			AS u(id, kind, ex, rk, to_node, corr, payload, person_no, seq, needs, actor, enc)`,
+		ids, kinds, exs, keys, tos, corrs, payloads, persons, seqs, needs, actors, encs)
 	if err != nil {
 		return fmt.Errorf("exchange: enqueue %d messages: %w", n, err)
 	}

@@ -127,15 +127,18 @@ func SetNextSeq(ctx context.Context, tx store.Querier, sender, personNo string, 
 
 // Held is a message waiting for a gap before it to fill.
 type Held struct {
-	Sender    string
-	PersonNo  string
-	Seq       int64
-	ID        string
-	Kind      string
-	Corr      string
-	TS        time.Time
-	Raw       []byte
-	Payload   []byte
+	Sender   string
+	PersonNo string
+	Seq      int64
+	ID       string
+	Kind     string
+	Corr     string
+	TS       time.Time
+	Raw      []byte
+	Payload  []byte
+	// Encrypted says that Payload is sealed with the field encryption
+	// (additional data HeldAAD(Sender, ID)).
+	Encrypted bool
 	Code      string // payload validation result, "0000" when valid
 	Reason    string
 	HeldSince time.Time
@@ -148,9 +151,9 @@ func Hold(ctx context.Context, tx store.Querier, h Held) error {
 	if h.HeldSince.IsZero() {
 		since = nil // the database clock
 	}
-	tag, err := tx.Exec(ctx, `INSERT INTO reseq_held (sender, person_no, seq, id, kind, corr, ts, raw, payload, code, reason, held_since)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12, clock_timestamp())) ON CONFLICT DO NOTHING`,
-		h.Sender, h.PersonNo, h.Seq, h.ID, h.Kind, h.Corr, h.TS, h.Raw, h.Payload, h.Code, h.Reason, since)
+	tag, err := tx.Exec(ctx, `INSERT INTO reseq_held (sender, person_no, seq, id, kind, corr, ts, raw, payload, payload_encrypted, code, reason, held_since)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, coalesce($13, clock_timestamp())) ON CONFLICT DO NOTHING`,
+		h.Sender, h.PersonNo, h.Seq, h.ID, h.Kind, h.Corr, h.TS, h.Raw, h.Payload, h.Encrypted, h.Code, h.Reason, since)
 	if err != nil {
 		return fmt.Errorf("exchange: hold %s/%s/%d: %w", h.Sender, h.PersonNo, h.Seq, err)
 	}
@@ -160,11 +163,15 @@ func Hold(ctx context.Context, tx store.Querier, h Held) error {
 	return nil
 }
 
-const heldColumns = `sender, person_no, seq, id::text, kind, corr, ts, raw, payload, code, reason, held_since`
+// HeldAAD is the additional data binding an encrypted held payload to its
+// message.
+func HeldAAD(sender, id string) []byte { return []byte("reseq_held.payload/" + sender + "/" + id) }
+
+const heldColumns = `sender, person_no, seq, id::text, kind, corr, ts, raw, payload, payload_encrypted, code, reason, held_since`
 
 func scanHeld(row pgx.Row) (Held, error) {
 	var h Held
-	err := row.Scan(&h.Sender, &h.PersonNo, &h.Seq, &h.ID, &h.Kind, &h.Corr, &h.TS, &h.Raw, &h.Payload, &h.Code, &h.Reason, &h.HeldSince)
+	err := row.Scan(&h.Sender, &h.PersonNo, &h.Seq, &h.ID, &h.Kind, &h.Corr, &h.TS, &h.Raw, &h.Payload, &h.Encrypted, &h.Code, &h.Reason, &h.HeldSince)
 	return h, err
 }
 

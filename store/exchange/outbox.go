@@ -23,13 +23,16 @@ const (
 
 // Out is one message to publish.
 type Out struct {
-	ID           string
-	Kind         string
-	Exchange     string
-	RoutingKey   string
-	ToNode       string // "" for an internal event (not sealed)
-	Corr         string
-	Payload      []byte
+	ID         string
+	Kind       string
+	Exchange   string
+	RoutingKey string
+	ToNode     string // "" for an internal event (not sealed)
+	Corr       string
+	Payload    []byte
+	// Encrypted says that Payload is sealed with the field encryption
+	// (additional data PayloadAAD(ID)); the relay opens it to publish.
+	Encrypted    bool
 	PersonNo     string
 	Seq          int64
 	NeedsReceipt bool
@@ -55,12 +58,16 @@ func Enqueue(ctx context.Context, tx store.Querier, m Out) error {
 	return EnqueueAll(ctx, tx, []Out{m})
 }
 
-const outColumns = `id::text, kind, exchange, routing_key, to_node, corr, payload, person_no, seq, needs_receipt, actor,
+// PayloadAAD is the additional data binding an encrypted outbox payload to
+// its row.
+func PayloadAAD(id string) []byte { return []byte("outbox.payload/" + id) }
+
+const outColumns = `id::text, kind, exchange, routing_key, to_node, corr, payload, payload_encrypted, person_no, seq, needs_receipt, actor,
 	state, attempts, next_attempt_at, first_sent_at, last_sent_at, last_error, receipt_status, receipt_code, receipt_reason, receipt_at, created_at`
 
 func scanOut(r pgx.Row) (Out, error) {
 	var m Out
-	err := r.Scan(&m.ID, &m.Kind, &m.Exchange, &m.RoutingKey, &m.ToNode, &m.Corr, &m.Payload, &m.PersonNo, &m.Seq, &m.NeedsReceipt, &m.Actor,
+	err := r.Scan(&m.ID, &m.Kind, &m.Exchange, &m.RoutingKey, &m.ToNode, &m.Corr, &m.Payload, &m.Encrypted, &m.PersonNo, &m.Seq, &m.NeedsReceipt, &m.Actor,
 		&m.State, &m.Attempts, &m.NextAttemptAt, &m.FirstSentAt, &m.LastSentAt, &m.LastError, &m.ReceiptStatus, &m.ReceiptCode, &m.ReceiptReason, &m.ReceiptAt, &m.CreatedAt)
 	return m, err
 }
