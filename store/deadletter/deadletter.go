@@ -13,9 +13,37 @@
 // part of its own transaction. A letter with Security set must also raise a
 // security event in the audit chain: Record does both; a caller that used
 // Put in its own transaction calls RaiseSecurityEvent after the commit.
+//
+// The raw bytes are personal data at rest: besides sealed envelopes (already
+// encrypted), a letter may hold a module's plain JSON event rejected by the
+// ingress, portal or push route (a lead's free text, names, ID numbers). Put
+// stores them only encrypted with the hub's field encryption (Config.Cipher,
+// SM4-GCM, additional data RawAAD(id)); Get, and so Replay and
+// "zhianhub dlq show", decrypt them. Everything else of a letter (source,
+// route, envelope id, sender, kind, code, reason) is metadata and stays in
+// clear, so that List, Count and Stats need no key.
+//
+// Decisions:
+//   - Put takes the letter's id from the id sequence before it inserts, so
+//     that the ciphertext is bound to its row: a ciphertext copied to another
+//     row does not decrypt. That costs one more round trip per letter, and
+//     letters are rare.
+//   - Every letter is encrypted, envelopes too: telling personal data from
+//     the rest would mean parsing hostile bytes, and a letter's bytes are
+//     whatever arrived.
+//   - raw_size keeps the size of the message itself, so that Size (List) is
+//     the message's size, not the ciphertext's. Letters stored before the
+//     encryption (raw_encrypted false, migration 00021) are read as they are.
+//   - The security event of a letter (SecurityEntry) records the size and the
+//     SM3 hash of the plaintext bytes, as before: it is computed from the
+//     letter as given to Put.
+//   - Has, the de-duplication of redelivered messages, cannot compare the
+//     bytes in SQL any more (each encryption differs): it selects the letters
+//     with the same metadata and size and decrypts those, few in practice.
 package deadletter
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -97,9 +125,9 @@ type Letter struct {
 	// Kind is the envelope's kind if it could be read, else "".
 	Kind string `json:"kind"`
 	// Raw is the message exactly as received or sent. List leaves it nil;
-	// Get loads it.
+	// Get loads it (decrypted). It is stored only encrypted.
 	Raw []byte `json:"raw,omitempty"`
-	// Size is len(Raw), also set by List.
+	// Size is len(Raw), the message's size, also set by List.
 	Size int `json:"size"`
 	// Code is the error code, E100-E199.
 	Code string `json:"code"`
@@ -146,6 +174,17 @@ const (
 	MaxLimit     = 1000
 )
 
+// Cipher encrypts the raw bytes at rest, each value bound to its place by
+// aad; *fieldenc.Keyring (SM4-GCM under the hub's data keys) satisfies it.
+type Cipher interface {
+	Encrypt(plaintext, aad []byte) ([]byte, error)
+	Decrypt(ciphertext, aad []byte) ([]byte, error)
+}
+
+// RawAAD is the additional data binding the encrypted raw bytes of letter id
+// to its row.
+func RawAAD(id int64) []byte { return []byte("dead_letter.raw/" + strconv.FormatInt(id, 10)) }
+
 // Auditor appends to the audit chain; *audit.Writer satisfies it.
 type Auditor interface {
 	Append(ctx context.Context, e audit.Entry) (int64, error)
@@ -153,6 +192,9 @@ type Auditor interface {
 
 // Config configures a Store.
 type Config struct {
+	// Cipher encrypts the raw bytes of every letter Put stores and decrypts
+	// them for Get; required.
+	Cipher Cipher
 	// Auditor receives the security events; optional, but RaiseSecurityEvent
 	// and Record of a security letter fail without it.
 	Auditor Auditor
@@ -169,6 +211,9 @@ func (c *Config) setDefaults() {
 
 // Validate reports a configuration error.
 func (c Config) Validate() error {
+	if c.Cipher == nil {
+		return errors.New("deadletter: invalid config: Cipher is required (the raw bytes are stored encrypted)")
+	}
 	if strings.TrimSpace(c.Actor) == "" {
 		return errors.New("deadletter: invalid config: Actor must not be blank")
 	}
@@ -196,8 +241,9 @@ func New(db store.Querier, cfg Config) (*Store, error) {
 // Put records l with q, which may be a transaction of the caller, and returns
 // its id. Code must be E followed by three digits and Reason must not be
 // blank; the other text fields are made storable (invalid UTF-8 and NUL
-// replaced, over-long values cut) rather than refused. Put raises no security
-// event: see RaiseSecurityEvent and Record.
+// replaced, over-long values cut) rather than refused. The raw bytes are
+// stored encrypted (RawAAD of the new id). Put raises no security event: see
+// RaiseSecurityEvent and Record.
 func (s *Store) Put(ctx context.Context, q store.Querier, l Letter) (int64, error) {
 	if !codeRe.MatchString(l.Code) {
 		return 0, fmt.Errorf("%w: code %q is not E followed by three digits", ErrInvalidLetter, l.Code)
@@ -214,14 +260,21 @@ func (s *Store) Put(ctx context.Context, q store.Querier, l Letter) (int64, erro
 		at = &l.At
 	}
 	var id int64
-	err := q.QueryRow(ctx, `
-		INSERT INTO dead_letter (at, source, exchange, routing_key, message_id, sender, kind, raw, code, reason, security)
-		VALUES (coalesce($1, clock_timestamp()), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-		RETURNING id`,
-		at, clean(l.Source, MaxIdentLen), clean(l.Exchange, MaxIdentLen), clean(l.RoutingKey, MaxIdentLen),
+	if err := q.QueryRow(ctx, `SELECT nextval(pg_get_serial_sequence('dead_letter', 'id'))`).Scan(&id); err != nil {
+		return 0, fmt.Errorf("deadletter: put: take an id: %w", err)
+	}
+	sealed, err := s.cfg.Cipher.Encrypt(raw, RawAAD(id))
+	if err != nil {
+		return 0, fmt.Errorf("deadletter: put: encrypt the raw bytes: %w", err)
+	}
+	_, err = q.Exec(ctx, `
+		INSERT INTO dead_letter (id, at, source, exchange, routing_key, message_id, sender, kind, raw, raw_encrypted, raw_size,
+			code, reason, security)
+		VALUES ($1, coalesce($2, clock_timestamp()), $3, $4, $5, $6, $7, $8, $9, true, $10, $11, $12, $13)`,
+		id, at, clean(l.Source, MaxIdentLen), clean(l.Exchange, MaxIdentLen), clean(l.RoutingKey, MaxIdentLen),
 		clean(l.MessageID, MaxIdentLen), clean(l.Sender, MaxIdentLen), clean(l.Kind, MaxIdentLen),
-		raw, l.Code, clean(l.Reason, MaxTextLen), l.Security,
-	).Scan(&id)
+		sealed, len(raw), l.Code, clean(l.Reason, MaxTextLen), l.Security,
+	)
 	if err != nil {
 		return 0, fmt.Errorf("deadletter: put: %w", err)
 	}
@@ -279,7 +332,7 @@ func SecurityEntry(actor string, id int64, l Letter) audit.Entry {
 	}
 }
 
-const columns = `id, at, source, exchange, routing_key, message_id, sender, kind, octet_length(raw), code, reason,
+const columns = `id, at, source, exchange, routing_key, message_id, sender, kind, coalesce(raw_size, octet_length(raw)), code, reason,
 	security, replay_count, last_replayed_at, resolved_at, resolved_by, note`
 
 func scanLetter(row pgx.Row, l *Letter, extra ...any) error {
@@ -298,17 +351,78 @@ func scanLetter(row pgx.Row, l *Letter, extra ...any) error {
 	return nil
 }
 
-// Get returns letter id with its raw bytes.
+// Get returns letter id with its raw bytes, decrypted.
 func (s *Store) Get(ctx context.Context, id int64) (Letter, error) {
 	var l Letter
-	err := scanLetter(s.db.QueryRow(ctx, `SELECT `+columns+`, raw FROM dead_letter WHERE id = $1`, id), &l, &l.Raw)
+	var encrypted bool
+	err := scanLetter(s.db.QueryRow(ctx, `SELECT `+columns+`, raw, raw_encrypted FROM dead_letter WHERE id = $1`, id),
+		&l, &l.Raw, &encrypted)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Letter{}, fmt.Errorf("%w: id %d", ErrNotFound, id)
 	}
 	if err != nil {
 		return Letter{}, fmt.Errorf("deadletter: get %d: %w", id, err)
 	}
+	if l.Raw, err = s.open(id, l.Raw, encrypted); err != nil {
+		return Letter{}, fmt.Errorf("deadletter: get %d: %w", id, err)
+	}
 	return l, nil
+}
+
+// open returns the raw bytes of letter id as stored: decrypted when
+// encrypted, never nil (an empty body is still a message).
+func (s *Store) open(id int64, stored []byte, encrypted bool) ([]byte, error) {
+	if !encrypted {
+		if stored == nil {
+			stored = []byte{}
+		}
+		return stored, nil
+	}
+	raw, err := s.cfg.Cipher.Decrypt(stored, RawAAD(id))
+	if err != nil {
+		return nil, fmt.Errorf("decrypt the raw bytes: %w", err)
+	}
+	if raw == nil {
+		raw = []byte{}
+	}
+	return raw, nil
+}
+
+// Has reports whether a letter like l is stored already: the same source,
+// route, envelope id, sender, kind and code (as Put would store them) and
+// the same raw bytes. The routes use it not to keep a message twice when the
+// broker redelivers it. It reads with q, which may be a transaction of the
+// caller. A stored letter whose bytes do not decrypt is not like l (a second
+// letter is harmless; failing would hold the message back).
+func (s *Store) Has(ctx context.Context, q store.Querier, l Letter) (bool, error) {
+	rows, err := q.Query(ctx, `
+		SELECT id, raw, raw_encrypted FROM dead_letter
+		WHERE source = $1 AND exchange = $2 AND routing_key = $3 AND message_id = $4 AND sender = $5 AND kind = $6
+		  AND code = $7 AND coalesce(raw_size, octet_length(raw)) = $8
+		ORDER BY id DESC`,
+		clean(l.Source, MaxIdentLen), clean(l.Exchange, MaxIdentLen), clean(l.RoutingKey, MaxIdentLen),
+		clean(l.MessageID, MaxIdentLen), clean(l.Sender, MaxIdentLen), clean(l.Kind, MaxIdentLen),
+		l.Code, len(l.Raw))
+	if err != nil {
+		return false, fmt.Errorf("deadletter: lookup: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var stored []byte
+		var encrypted bool
+		if err := rows.Scan(&id, &stored, &encrypted); err != nil {
+			return false, fmt.Errorf("deadletter: lookup: %w", err)
+		}
+		raw, err := s.open(id, stored, encrypted)
+		if err == nil && bytes.Equal(raw, l.Raw) {
+			return true, nil
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return false, fmt.Errorf("deadletter: lookup: %w", err)
+	}
+	return false, nil
 }
 
 // where renders the conditions of f.
@@ -437,8 +551,12 @@ func (s *Store) Resolve(ctx context.Context, id int64, by, note string) error {
 	if tag.RowsAffected() == 1 {
 		return nil
 	}
-	if _, err := s.Get(ctx, id); err != nil {
-		return err
+	var exists bool
+	if err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM dead_letter WHERE id = $1)`, id).Scan(&exists); err != nil {
+		return fmt.Errorf("deadletter: resolve %d: %w", id, err)
+	}
+	if !exists {
+		return fmt.Errorf("%w: id %d", ErrNotFound, id)
 	}
 	return fmt.Errorf("%w: id %d", ErrAlreadyResolved, id)
 }

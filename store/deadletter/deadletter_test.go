@@ -27,6 +27,9 @@ func testContext(t testing.TB) context.Context {
 func newStore(t testing.TB, cfg deadletter.Config) (*deadletter.Store, *pgxpool.Pool) {
 	t.Helper()
 	pool := storetest.NewPool(t)
+	if cfg.Cipher == nil {
+		cfg.Cipher = storetest.Keyring(t, pool)
+	}
 	s, err := deadletter.New(pool, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -353,7 +356,8 @@ func TestRecordSecurityEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := deadletter.New(pool, deadletter.Config{Auditor: w, Actor: "310000000000"})
+	kr := storetest.Keyring(t, pool)
+	s, err := deadletter.New(pool, deadletter.Config{Cipher: kr, Auditor: w, Actor: "310000000000"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,7 +392,7 @@ func TestRecordSecurityEvent(t *testing.T) {
 
 	// Without an auditor a security letter is stored, and the missing event
 	// is an error.
-	bare, err := deadletter.New(pool, deadletter.Config{})
+	bare, err := deadletter.New(pool, deadletter.Config{Cipher: kr})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"zhianhub/adapters/mpsbus"
 	"zhianhub/store/deadletter"
+	"zhianhub/store/storetest"
 )
 
 // amqpURL is the broker of the tests: ZHIANHUB_TEST_AMQP_URL, else the local
@@ -141,16 +142,24 @@ func TestReplay(t *testing.T) {
 		name        string
 		raw         []byte
 		contentType string
+		clear       bool // stored before the encryption (raw_encrypted false)
 	}{
-		{"envelope JSON", []byte(`{"v":1,"id":"0190a0b0-0000-7000-8000-000000000001","kind":"keyperson.register","ct":"5paw"}` + "\n"), "application/json"},
-		{"binary", []byte{0x00, 0xff, '{', 0x80, 0x0a, 0x00}, "application/octet-stream"},
-		{"empty", []byte{}, "application/octet-stream"},
+		{"envelope JSON", []byte(`{"v":1,"id":"0190a0b0-0000-7000-8000-000000000001","kind":"keyperson.register","ct":"5paw"}` + "\n"), "application/json", false},
+		{"internal event with personal data", []byte(leadEvent), "application/json", false},
+		{"binary", []byte{0x00, 0xff, '{', 0x80, 0x0a, 0x00}, "application/octet-stream", false},
+		{"empty", []byte{}, "application/octet-stream", false},
+		{"stored in clear before the encryption", []byte(leadEvent), "application/json", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l := sample()
 			l.Exchange, l.Raw = bus.exchange, tt.raw
-			id := put(t, ctx, s, pool, l)
+			var id int64
+			if tt.clear {
+				id = putClear(t, ctx, pool, l)
+			} else {
+				id = put(t, ctx, s, pool, l)
+			}
 			for n := 1; n <= 2; n++ {
 				got, err := s.Replay(ctx, id, pub)
 				if err != nil {
@@ -273,10 +282,27 @@ func TestReplayPublisherError(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	t.Parallel()
-	if _, err := deadletter.New(nil, deadletter.Config{}); err == nil {
+	pool := storetest.NewPool(t)
+	kr := storetest.Keyring(t, pool)
+	if _, err := deadletter.New(nil, deadletter.Config{Cipher: kr}); err == nil {
 		t.Error("nil database accepted")
 	}
-	if err := (deadletter.Config{Actor: " "}).Validate(); err == nil {
-		t.Error("blank actor accepted")
+	tests := []struct {
+		name string
+		cfg  deadletter.Config
+		want string // in the error; "" = valid
+	}{
+		{"no cipher", deadletter.Config{Actor: "310000000000"}, "Cipher"},
+		{"blank actor", deadletter.Config{Cipher: kr, Actor: " "}, "Actor"},
+		{"valid", deadletter.Config{Cipher: kr, Actor: "310000000000"}, ""},
+	}
+	for _, tt := range tests {
+		err := tt.cfg.Validate()
+		if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%s: Validate = %v, want an error naming %q", tt.name, err, tt.want)
+		}
+	}
+	if _, err := deadletter.New(pool, deadletter.Config{}); err == nil {
+		t.Error("New without a cipher accepted")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"zhianhub/crypto/fieldenc"
+	"zhianhub/crypto/keystore"
 	"zhianhub/store"
 )
 
@@ -100,6 +103,33 @@ func OpenPool(t testing.TB, dbURL string, cfg store.PoolConfig) *pgxpool.Pool {
 	}
 	t.Cleanup(pool.Close)
 	return pool
+}
+
+// KeyringNode is the node code of the key store Keyring generates.
+const KeyringNode = "310000000000"
+
+// Keyring returns a field-encryption keyring on pool's data_key table, its
+// data keys wrapped by a throwaway key store (node KeyringNode, no
+// passphrase) generated in t.TempDir(). Tests that must share the keys with
+// another process, or whose data_key table holds keys already, open their
+// key store themselves (fieldenc.Open).
+func Keyring(t testing.TB, pool *pgxpool.Pool) *fieldenc.Keyring {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "keys")
+	if err := keystore.Generate(dir, KeyringNode, nil); err != nil {
+		t.Fatalf("storetest: %v", err)
+	}
+	ks, err := keystore.Load(dir, keystore.LoadOptions{})
+	if err != nil {
+		t.Fatalf("storetest: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	kr, err := fieldenc.Open(ctx, store.NewDataKeys(pool), ks)
+	if err != nil {
+		t.Fatalf("storetest: %v", err)
+	}
+	return kr
 }
 
 func adminExec(ctx context.Context, adminURL, sql string) error {
