@@ -475,7 +475,7 @@ func newBenchHub(b *testing.B, k knobs) *benchHub {
 	must(b, err)
 	h.audit, err = audit.NewWriter(pool, audit.WriterConfig{Signer: hubKeys.Signer(), Logger: logger})
 	must(b, err)
-	dl, err := deadletter.New(pool, deadletter.Config{Auditor: h.audit, Actor: hubNode})
+	dl, err := deadletter.New(pool, deadletter.Config{Cipher: kr, Auditor: h.audit, Actor: hubNode})
 	must(b, err)
 	jr := journal.New(pool)
 	h.checker = transforms.Checker{Validator: validator}

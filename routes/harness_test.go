@@ -55,8 +55,9 @@ type harness struct {
 	relay    *routes.Relay
 	filing   *routes.Filing
 	registry *registry.Registry
-	dispatch *dispatch.Store // the city bus's Registry (opts.city)
-	peer     string          // the Ministry, or the city bureau (opts.city)
+	keyring  *fieldenc.Keyring // the hub's field encryption
+	dispatch *dispatch.Store   // the city bus's Registry (opts.city)
+	peer     string            // the Ministry, or the city bureau (opts.city)
 	audit    *audit.Writer
 	conn     *amqp.Connection
 	ch       *amqp.Channel
@@ -139,7 +140,8 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	must(t, err)
 	h.audit, err = audit.NewWriter(h.pool, audit.WriterConfig{Signer: h.hubKeys.Signer(), Logger: logger})
 	must(t, err)
-	dl, err := deadletter.New(h.pool, deadletter.Config{Auditor: h.audit, Actor: hubNode})
+	h.keyring = kr
+	dl, err := deadletter.New(h.pool, deadletter.Config{Cipher: kr, Auditor: h.audit, Actor: hubNode})
 	must(t, err)
 	jr := journal.New(h.pool)
 	var checker routes.Payloads = transforms.Checker{Validator: validator}

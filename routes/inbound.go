@@ -26,10 +26,12 @@ import (
 )
 
 // DeadLetters stores dead letters (rejected or undeliverable messages with
-// their raw bytes and reason) in the caller's transaction;
-// *deadletter.Store satisfies it.
+// their raw bytes, stored encrypted, and reason) in the caller's transaction;
+// *deadletter.Store satisfies it. Has tells whether a letter like l is
+// stored already (a redelivered message).
 type DeadLetters interface {
 	Put(ctx context.Context, q store.Querier, l deadletter.Letter) (int64, error)
+	Has(ctx context.Context, q store.Querier, l deadletter.Letter) (bool, error)
 }
 
 // InboundConfig configures the inbound route of one bus queue.

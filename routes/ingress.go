@@ -233,21 +233,20 @@ func (in *Ingress) keep(ctx context.Context, d amqp.Delivery, rej events.Rejecti
 // keepOnce stores the dead letter of delivery d from exchange (raw bytes,
 // code, reason), unless d is a redelivery whose letter exists already.
 func keepOnce(ctx context.Context, pool *pgxpool.Pool, dls DeadLetters, source, exchange string, d amqp.Delivery, messageID, code, reason string) error {
+	l := deadletter.Letter{
+		Source: source, Exchange: exchange, RoutingKey: d.RoutingKey, MessageID: messageID,
+		Sender: d.UserId, Kind: d.RoutingKey, Raw: d.Body, Code: code, Reason: reason,
+	}
 	if d.Redelivered {
-		var exists bool
-		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM dead_letter
-			WHERE source = $1 AND exchange = $2 AND routing_key = $3 AND message_id = $4 AND code = $5 AND raw = $6)`,
-			source, exchange, d.RoutingKey, messageID, code, d.Body).Scan(&exists); err != nil {
+		exists, err := dls.Has(ctx, pool, l)
+		if err != nil {
 			return fmt.Errorf("dead letter lookup: %w", err)
 		}
 		if exists {
 			return nil
 		}
 	}
-	_, err := dls.Put(ctx, pool, deadletter.Letter{
-		Source: source, Exchange: exchange, RoutingKey: d.RoutingKey, MessageID: messageID,
-		Sender: d.UserId, Kind: d.RoutingKey, Raw: d.Body, Code: code, Reason: reason,
-	})
+	_, err := dls.Put(ctx, pool, l)
 	return err
 }
 

@@ -62,7 +62,7 @@ func TestIngressRedelivery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dl, err := deadletter.New(pool, deadletter.Config{})
+	dl, err := deadletter.New(pool, deadletter.Config{Cipher: storetest.Keyring(t, pool)})
 	if err != nil {
 		t.Fatal(err)
 	}

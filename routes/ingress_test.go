@@ -58,7 +58,7 @@ func newIngressRig(t *testing.T) *ingressRig {
 
 	r.reg, err = events.NewRegistry()
 	must(t, err)
-	r.dl, err = deadletter.New(pool, deadletter.Config{})
+	r.dl, err = deadletter.New(pool, deadletter.Config{Cipher: storetest.Keyring(t, pool)})
 	must(t, err)
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	in, err := routes.NewIngress(routes.IngressConfig{AMQPURL: amqpURL, Pool: pool, Contracts: r.reg, DeadLetters: r.dl,

@@ -1,13 +1,13 @@
 package routes_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -18,10 +18,7 @@ import (
 
 	"zhianhub/adapters/auth"
 	"zhianhub/contracts/events"
-	"zhianhub/crypto/fieldenc"
-	"zhianhub/crypto/keystore"
 	"zhianhub/routes"
-	"zhianhub/store"
 	"zhianhub/store/deadletter"
 	"zhianhub/store/lead"
 	"zhianhub/store/storetest"
@@ -36,6 +33,7 @@ type portalRig struct {
 	ch       *amqp.Channel
 	exchange string
 	reg      *events.Registry
+	dl       *deadletter.Store
 }
 
 func newPortalRig(t *testing.T) *portalRig {
@@ -52,14 +50,15 @@ func newPortalRig(t *testing.T) *portalRig {
 	must(t, routes.DeclarePortal(r.ch, r.exchange, queue))
 	r.reg, err = events.NewRegistry()
 	must(t, err)
-	dl, err := deadletter.New(r.pool, deadletter.Config{})
+	kr := storetest.Keyring(t, r.pool)
+	r.dl, err = deadletter.New(r.pool, deadletter.Config{Cipher: kr})
 	must(t, err)
 	ws, err := warning.New(warning.Config{Pool: r.pool, Units: auth.DemoUnitTree()})
 	must(t, err)
-	ls, err := lead.New(lead.Config{Pool: r.pool, Keyring: portalKeyring(t, r.pool)})
+	ls, err := lead.New(lead.Config{Pool: r.pool, Keyring: kr})
 	must(t, err)
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	p, err := routes.NewPortal(routes.PortalConfig{AMQPURL: amqpURL, Pool: r.pool, Contracts: r.reg, DeadLetters: dl,
+	p, err := routes.NewPortal(routes.PortalConfig{AMQPURL: amqpURL, Pool: r.pool, Contracts: r.reg, DeadLetters: r.dl,
 		Warnings: ws, Leads: ls, Logger: logger, Exchange: r.exchange, Queue: queue})
 	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -73,19 +72,6 @@ func newPortalRig(t *testing.T) *portalRig {
 		conn.Close()
 	})
 	return r
-}
-
-// portalKeyring opens the field encryption keys of pool's database under a
-// node key store of the test's own.
-func portalKeyring(t *testing.T, pool *pgxpool.Pool) *fieldenc.Keyring {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "keys")
-	must(t, keystore.Generate(dir, hubNode, nil))
-	ks, err := keystore.Load(dir, keystore.LoadOptions{})
-	must(t, err)
-	kr, err := fieldenc.Open(context.Background(), store.NewDataKeys(pool), ks)
-	must(t, err)
-	return kr
 }
 
 // event returns the contract's example of kind with messageId id and the
@@ -193,20 +179,31 @@ func TestPortalRoute(t *testing.T) {
 		t.Errorf("%d events seen, want 5 (three warnings, two leads)", n)
 	}
 
-	// Dead letters: raw bytes, code, reason.
+	// Dead letters: raw bytes (stored only encrypted: a lead's text is
+	// personal data), code, reason.
 	for _, tc := range []struct {
 		body []byte
 		code string
 	}{{invalid, "E120"}, {noUnit, "E122"}, {conflict, "E130"}} {
-		var raw []byte
-		var code, reason string
-		err := r.pool.QueryRow(context.Background(), `SELECT raw, code, reason FROM dead_letter WHERE message_id = $1`, messageID(tc.body)).Scan(&raw, &code, &reason)
+		var id int64
+		var stored []byte
+		var encrypted bool
+		err := r.pool.QueryRow(context.Background(), `SELECT id, raw, raw_encrypted FROM dead_letter WHERE message_id = $1`,
+			messageID(tc.body)).Scan(&id, &stored, &encrypted)
 		if err != nil {
 			t.Errorf("no dead letter for a %s event: %v", tc.code, err)
 			continue
 		}
-		if string(raw) != string(tc.body) || code != tc.code || reason == "" {
-			t.Errorf("dead letter %s %q, raw kept: %v", code, reason, string(raw) == string(tc.body))
+		if !encrypted || bytes.Contains(stored, tc.body) {
+			t.Errorf("%s dead letter stored in clear (raw_encrypted %v)", tc.code, encrypted)
+		}
+		l, err := r.dl.Get(context.Background(), id)
+		if err != nil {
+			t.Errorf("%s dead letter: %v", tc.code, err)
+			continue
+		}
+		if string(l.Raw) != string(tc.body) || l.Code != tc.code || l.Reason == "" {
+			t.Errorf("dead letter %s %q, raw kept: %v", l.Code, l.Reason, string(l.Raw) == string(tc.body))
 		}
 	}
 	if n := r.count(`SELECT count(*) FROM dead_letter`); n != 3 {

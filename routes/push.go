@@ -338,12 +338,12 @@ func (p *Push) enqueueDelivered(ctx context.Context, tx pgx.Tx, ev pushEvent, r 
 func (p *Push) keep(ctx context.Context, d amqp.Delivery, verr error) error {
 	code := contracts.ErrorCode(verr)
 	reason := ingressReason(d.RoutingKey, verr)
-	source, id := "amqp:"+p.cfg.Queue, messageIDOf(d.Body)
+	id := messageIDOf(d.Body)
+	l := deadletter.Letter{Source: "amqp:" + p.cfg.Queue, Exchange: p.cfg.Exchange,
+		RoutingKey: d.RoutingKey, MessageID: id, Sender: d.UserId, Kind: d.RoutingKey, Raw: d.Body, Code: code, Reason: reason}
 	if d.Redelivered {
-		var exists bool
-		if err := p.cfg.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM dead_letter
-			WHERE source = $1 AND exchange = $2 AND routing_key = $3 AND message_id = $4 AND code = $5 AND raw = $6)`,
-			source, p.cfg.Exchange, d.RoutingKey, id, code, d.Body).Scan(&exists); err != nil {
+		exists, err := p.cfg.DeadLetters.Has(ctx, p.cfg.Pool, l)
+		if err != nil {
 			return fmt.Errorf("dead letter lookup: %w", err)
 		}
 		if exists {
@@ -351,8 +351,7 @@ func (p *Push) keep(ctx context.Context, d amqp.Delivery, verr error) error {
 		}
 	}
 	p.cfg.Logger.Warn("push: event breaks its contract; kept", "kind", d.RoutingKey, "code", code, "message_id", id)
-	_, err := p.cfg.DeadLetters.Put(ctx, p.cfg.Pool, deadletter.Letter{Source: source, Exchange: p.cfg.Exchange,
-		RoutingKey: d.RoutingKey, MessageID: id, Sender: d.UserId, Kind: d.RoutingKey, Raw: d.Body, Code: code, Reason: reason})
+	_, err := p.cfg.DeadLetters.Put(ctx, p.cfg.Pool, l)
 	return err
 }
 

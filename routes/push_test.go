@@ -34,7 +34,7 @@ func TestPushRoute(t *testing.T) {
 	pool := storetest.NewPool(t)
 	reg, err := events.NewRegistry()
 	must(t, err)
-	dl, err := deadletter.New(pool, deadletter.Config{})
+	dl, err := deadletter.New(pool, deadletter.Config{Cipher: storetest.Keyring(t, pool)})
 	must(t, err)
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)

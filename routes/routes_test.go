@@ -134,7 +134,7 @@ func TestInboundExchange(t *testing.T) {
 	forged, _ := json.Marshal(m)
 	h.publish("keyperson.register", idForged, forged)
 	h.quiet(700 * time.Millisecond)
-	dl, err := deadletter.New(h.pool, deadletter.Config{})
+	dl, err := deadletter.New(h.pool, deadletter.Config{Cipher: h.keyring})
 	must(t, err)
 	sec := true
 	letters, err := dl.List(ctx, deadletter.Filter{Security: &sec})
@@ -287,7 +287,8 @@ func TestInternalErrorE199(t *testing.T) {
 	must(t, err)
 	id1, _ := h.down("keyperson.register", "", v["01-keyperson.register.json"])
 	expect(t, h.receipts(1), id1, "REJECTED", "E199")
-	dl, _ := deadletter.New(h.pool, deadletter.Config{})
+	dl, err := deadletter.New(h.pool, deadletter.Config{Cipher: h.keyring})
+	must(t, err)
 	letters, err := dl.List(ctx, deadletter.Filter{Code: "E199"})
 	must(t, err)
 	if len(letters) != 1 || letters[0].MessageID != id1 || letters[0].RoutingKey == "" {

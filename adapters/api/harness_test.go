@@ -163,7 +163,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	must(t, err)
 	h.audit, err = audit.NewWriter(h.pool, audit.WriterConfig{Signer: hubKeys.Signer(), Logger: logger})
 	must(t, err)
-	dl, err := deadletter.New(h.pool, deadletter.Config{Auditor: h.audit, Actor: hubNode})
+	dl, err := deadletter.New(h.pool, deadletter.Config{Cipher: kr, Auditor: h.audit, Actor: hubNode})
 	must(t, err)
 	jr := journal.New(h.pool)
 	checker := transforms.Checker{Validator: validator}

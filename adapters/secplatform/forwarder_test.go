@@ -265,7 +265,7 @@ func TestForwarder(t *testing.T) {
 		t.Fatal("forwarding to a closed port succeeded")
 	}
 	// Dead letters grow by the step: audited, then forwarded.
-	dl, err := deadletter.New(pool, deadletter.Config{})
+	dl, err := deadletter.New(pool, deadletter.Config{Cipher: storetest.Keyring(t, pool)})
 	if err != nil {
 		t.Fatal(err)
 	}

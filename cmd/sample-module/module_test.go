@@ -46,7 +46,7 @@ func TestSampleModule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dl, err := deadletter.New(pool, deadletter.Config{})
+	dl, err := deadletter.New(pool, deadletter.Config{Cipher: storetest.Keyring(t, pool)})
 	if err != nil {
 		t.Fatal(err)
 	}

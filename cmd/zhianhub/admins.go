@@ -62,7 +62,7 @@ func runAdmins(ctx context.Context, env *cliEnv, args []string) (err error) {
 			return bad("%s needs --reason", sub)
 		}
 	}
-	d, err := openDLQ(ctx, env, *cfgPath, sub != "list")
+	d, err := openDLQ(ctx, env, *cfgPath, dlqNeeds{audit: sub != "list"})
 	if err != nil {
 		return err
 	}

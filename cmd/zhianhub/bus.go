@@ -113,7 +113,7 @@ func newBusRoutes(ctx context.Context, cfg config.Config, logger *slog.Logger, k
 	if err != nil {
 		return nil, err
 	}
-	dl, err := deadletter.New(pool, deadletter.Config{Auditor: aw, Actor: ks.Node()})
+	dl, err := deadletter.New(pool, deadletter.Config{Cipher: kr, Auditor: aw, Actor: ks.Node()})
 	if err != nil {
 		return nil, err
 	}

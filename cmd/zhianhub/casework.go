@@ -50,7 +50,7 @@ func newCasework(cfg config.Config, logger *slog.Logger, b *busRoutes, units *au
 	if p.leads, err = lead.New(lead.Config{Pool: b.pool, Keyring: b.keyring, AuditNotify: b.audit.Notify, Logger: logger}); err != nil {
 		return nil, err
 	}
-	dl, err := deadletter.New(b.pool, deadletter.Config{Auditor: b.audit, Actor: b.keys.Node()})
+	dl, err := deadletter.New(b.pool, deadletter.Config{Cipher: b.keyring, Auditor: b.audit, Actor: b.keys.Node()})
 	if err != nil {
 		return nil, err
 	}

@@ -22,6 +22,8 @@ import (
 	"zhianhub/adapters/mpsbus"
 	"zhianhub/cmd/zhianhub/internal/config"
 	"zhianhub/crypto"
+	"zhianhub/crypto/fieldenc"
+	"zhianhub/crypto/keystore"
 	"zhianhub/store"
 	"zhianhub/store/audit"
 	"zhianhub/store/deadletter"
@@ -110,9 +112,29 @@ type dlqEnv struct {
 	actor   string
 }
 
-// openDLQ loads the configuration and opens the database and, withAudit,
-// the audit writer signing with the node's key.
-func openDLQ(ctx context.Context, env *cliEnv, cfgPath string, withAudit bool) (*dlqEnv, error) {
+// dlqNeeds says what a command opens besides the database: the field
+// encryption keys to read the raw bytes of letters (stored encrypted), and
+// the audit writer. Either needs the node's key store.
+type dlqNeeds struct {
+	raw   bool
+	audit bool
+}
+
+// errNoRawKeys reports a command that opened no keys reading raw bytes.
+var errNoRawKeys = errors.New("the raw bytes of dead letters are encrypted and this command opened no keys")
+
+// noRawKeys is the cipher of a command that reads no raw bytes (dlq list,
+// admins): such a command needs no key store, and a read of raw bytes is
+// refused rather than shown encrypted.
+type noRawKeys struct{}
+
+func (noRawKeys) Encrypt([]byte, []byte) ([]byte, error) { return nil, errNoRawKeys }
+func (noRawKeys) Decrypt([]byte, []byte) ([]byte, error) { return nil, errNoRawKeys }
+
+// openDLQ loads the configuration and opens the database and, as needs
+// says, the field encryption keys (fieldenc, on the database's data keys)
+// and the audit writer signing with the node's key.
+func openDLQ(ctx context.Context, env *cliEnv, cfgPath string, needs dlqNeeds) (*dlqEnv, error) {
 	cfg, err := loadConfig(env, cfgPath)
 	if err != nil {
 		return nil, err
@@ -121,24 +143,32 @@ func openDLQ(ctx context.Context, env *cliEnv, cfgPath string, withAudit bool) (
 	if d.actor == "" {
 		d.actor = "operator"
 	}
-	var signer crypto.Signer
-	if withAudit {
-		ks, err := loadKeystore(cfg)
-		if err != nil {
+	var ks *keystore.Store
+	if needs.raw || needs.audit {
+		if ks, err = loadKeystore(cfg); err != nil {
 			return nil, err
 		}
-		signer, d.node = ks.Signer(), ks.Node()
+		d.node = ks.Node()
 	}
 	if d.pool, err = store.Open(ctx, cfg.Database.URL, store.PoolConfig{MaxConns: 4}); err != nil {
 		return nil, err
 	}
-	if d.letters, err = deadletter.New(d.pool, deadletter.Config{Actor: d.node}); err != nil {
+	var cipher deadletter.Cipher = noRawKeys{}
+	if needs.raw {
+		kr, err := fieldenc.Open(ctx, store.NewDataKeys(d.pool), ks)
+		if err != nil {
+			d.pool.Close()
+			return nil, err
+		}
+		cipher = kr
+	}
+	if d.letters, err = deadletter.New(d.pool, deadletter.Config{Cipher: cipher, Actor: d.node}); err != nil {
 		d.pool.Close()
 		return nil, err
 	}
-	if withAudit {
+	if needs.audit {
 		if d.audit, err = audit.NewWriter(d.pool, audit.WriterConfig{
-			Signer:             signer,
+			Signer:             ks.Signer(),
 			CheckpointInterval: cfg.Audit.CheckpointInterval,
 		}); err != nil {
 			d.pool.Close()
@@ -263,7 +293,7 @@ func dlqList(ctx context.Context, env *cliEnv, args []string) (err error) {
 		return usageError("--before must not be negative")
 	}
 
-	d, err := openDLQ(ctx, env, *cfgPath, false)
+	d, err := openDLQ(ctx, env, *cfgPath, dlqNeeds{})
 	if err != nil {
 		return err
 	}
@@ -384,7 +414,7 @@ func dlqShow(ctx context.Context, env *cliEnv, args []string) (err error) {
 	if err != nil {
 		return err
 	}
-	d, err := openDLQ(ctx, env, *cfgPath, false)
+	d, err := openDLQ(ctx, env, *cfgPath, dlqNeeds{raw: true})
 	if err != nil {
 		return err
 	}
@@ -497,7 +527,7 @@ func dlqReplay(ctx context.Context, env *cliEnv, args []string) (err error) {
 		}
 	}
 
-	d, err := openDLQ(ctx, env, *cfgPath, true)
+	d, err := openDLQ(ctx, env, *cfgPath, dlqNeeds{raw: true, audit: true})
 	if err != nil {
 		return err
 	}
@@ -588,7 +618,7 @@ func dlqResolve(ctx context.Context, env *cliEnv, args []string) (err error) {
 	if strings.TrimSpace(*note) == "" {
 		return usageError("resolve needs --note")
 	}
-	d, err := openDLQ(ctx, env, *cfgPath, true)
+	d, err := openDLQ(ctx, env, *cfgPath, dlqNeeds{raw: true, audit: true})
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,8 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"zhianhub/crypto/fieldenc"
+	"zhianhub/crypto/keystore"
 	"zhianhub/store"
 	"zhianhub/store/deadletter"
 	"zhianhub/store/storetest"
@@ -85,12 +87,22 @@ func TestDLQCommands(t *testing.T) {
 	exchange, get := dlqBus(t)
 
 	pool := storetest.OpenPool(t, dbURL, store.PoolConfig{})
-	dl, err := deadletter.New(pool, deadletter.Config{})
+	ks, err := keystore.Load(keys, keystore.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := fieldenc.Open(ctx, store.NewDataKeys(pool), ks) // the node's data keys, as the hub opens them
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, err := deadletter.New(pool, deadletter.Config{Cipher: kr})
 	if err != nil {
 		t.Fatal(err)
 	}
 	envelope := `{"v":1,"id":"0190a0b0-0000-7000-8000-00000000000a","kind":"keyperson.register","ct":"SECRET-CIPHERTEXT"}`
 	binary := []byte{0x00, 0x1b, '[', '2', 'J', 0xff, 0xfe}
+	// An internal event, plain JSON with personal data: stored only encrypted.
+	personal := `{"d":1,"name":"张三丰","idNo":"310101199001011234"}`
 	letters := []deadletter.Letter{
 		{Source: "amqp:node.310000000000", Exchange: exchange, RoutingKey: "to.310000000000.keyperson.register",
 			MessageID: "0190a0b0-0000-7000-8000-00000000000a", Sender: "000000000000", Kind: "keyperson.register",
@@ -99,7 +111,7 @@ func TestDLQCommands(t *testing.T) {
 		{Source: "amqp:node.310000000000", Exchange: exchange, RoutingKey: "to.440000000000.receipt",
 			MessageID: "0190a0b0-0000-7000-8000-00000000000c", Kind: "receipt", Raw: []byte(`{"c":1}`), Code: "E199", Reason: "peer down"},
 		{Source: "amqp:node.310000000000", Exchange: exchange, RoutingKey: "to.310000000000.keyperson.change",
-			MessageID: "0190a0b0-0000-7000-8000-00000000000d", Kind: "keyperson.change", Raw: []byte(`{"d":1}`), Code: "E199", Reason: "database down"},
+			MessageID: "0190a0b0-0000-7000-8000-00000000000d", Kind: "keyperson.change", Raw: []byte(personal), Code: "E199", Reason: "database down"},
 	}
 	ids := make([]string, len(letters))
 	for i, l := range letters {
@@ -112,6 +124,26 @@ func TestDLQCommands(t *testing.T) {
 	cli := func(args ...string) (int, string, string) {
 		t.Helper()
 		return runCLI(t, "", env, append([]string{"dlq"}, args...)...)
+	}
+	var atRest []byte
+	if err := pool.QueryRow(ctx, `SELECT raw FROM dead_letter WHERE id = $1`, ids[3]).Scan(&atRest); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(atRest), "张三丰") || strings.Contains(string(atRest), "310101199001011234") {
+		t.Fatalf("personal data stored in clear: %q", atRest)
+	}
+
+	// list reads no raw bytes and needs no key store; show does.
+	noKeys := map[string]string{}
+	for k, v := range env {
+		noKeys[k] = v
+	}
+	noKeys["ZHIANHUB_KEYS_DIR"] = filepath.Join(t.TempDir(), "missing")
+	if code, out, errs := runCLI(t, "", noKeys, "dlq", "list"); code != 0 || strings.Count(out, "\n") != 5 {
+		t.Errorf("list without a key store: %d\n%s\n%s", code, out, errs)
+	}
+	if code, out, errs := runCLI(t, "", noKeys, "dlq", "show", ids[3], "--raw"); code == 0 || strings.Contains(out, "张三丰") || !strings.Contains(errs, "missing") {
+		t.Errorf("show without a key store: %d\n%s\n%s", code, out, errs)
 	}
 
 	// list: one line per letter, newest first, never the raw bytes; the
@@ -173,6 +205,10 @@ func TestDLQCommands(t *testing.T) {
 	if code, out, _ = cli("show", ids[0], "--raw"); code != 0 || !strings.Contains(out, "raw (text):\n"+envelope+"\n") {
 		t.Errorf("show --raw:\n%s", out)
 	}
+	if code, out, _ = cli("show", ids[3], "--raw"); code != 0 || !strings.Contains(out, "raw (text):\n"+personal+"\n") ||
+		!strings.Contains(out, strconv.Itoa(len(personal))+" bytes") {
+		t.Errorf("show --raw of an encrypted internal event:\n%s", out)
+	}
 	code, out, _ = cli("show", "--raw", ids[1])
 	t.Logf("dlq show --raw %s:\n%s", ids[1], out)
 	if code != 0 || !strings.Contains(out, "raw (base64, not printable UTF-8):\n"+base64.StdEncoding.EncodeToString(binary)+"\n") ||
@@ -224,7 +260,7 @@ func TestDLQCommands(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "1 replayed, 1 failed") || !strings.Contains(errs, "failed "+ids[2]) {
 		t.Errorf("replay --all-unresolved: %d\n%s\n%s", code, out, errs)
 	}
-	if d, ok := get(); !ok || string(d.Body) != `{"d":1}` {
+	if d, ok := get(); !ok || string(d.Body) != personal {
 		t.Errorf("all-unresolved replayed %v %q", ok, d.Body)
 	}
 	if got := counts(); got[0] != 1 || got[2] != 0 || got[3] != 1 {

@@ -29,7 +29,7 @@ func newPortal(cfg config.Config, pool *pgxpool.Pool, bus *busRoutes, a *apiAuth
 	if err != nil {
 		return nil, err
 	}
-	dl, err := deadletter.New(pool, deadletter.Config{Auditor: aw, Actor: node})
+	dl, err := deadletter.New(pool, deadletter.Config{Cipher: bus.keyring, Auditor: aw, Actor: node})
 	if err != nil {
 		return nil, err
 	}
