@@ -26,8 +26,9 @@
 // Decisions:
 //   - Put takes the letter's id from the id sequence before it inserts, so
 //     that the ciphertext is bound to its row: a ciphertext copied to another
-//     row does not decrypt. That costs one more round trip per letter, and
-//     letters are rare.
+//     row does not decrypt. The insert is then a write nobody reads the
+//     result of (store.ExecLater): in a pipelined transaction Put still
+//     costs one round trip, outside one two, and letters are rare.
 //   - Every letter is encrypted, envelopes too: telling personal data from
 //     the rest would mean parsing hostile bytes, and a letter's bytes are
 //     whatever arrived.
@@ -242,7 +243,9 @@ func New(db store.Querier, cfg Config) (*Store, error) {
 // its id. Code must be E followed by three digits and Reason must not be
 // blank; the other text fields are made storable (invalid UTF-8 and NUL
 // replaced, over-long values cut) rather than refused. The raw bytes are
-// stored encrypted (RawAAD of the new id). Put raises no security event: see
+// stored encrypted (RawAAD of the new id). The insert may be held back
+// (store.ExecLater, when q is a store.Pipe): its error then surfaces at the
+// next statement of the transaction. Put raises no security event: see
 // RaiseSecurityEvent and Record.
 func (s *Store) Put(ctx context.Context, q store.Querier, l Letter) (int64, error) {
 	if !codeRe.MatchString(l.Code) {
@@ -267,7 +270,7 @@ func (s *Store) Put(ctx context.Context, q store.Querier, l Letter) (int64, erro
 	if err != nil {
 		return 0, fmt.Errorf("deadletter: put: encrypt the raw bytes: %w", err)
 	}
-	_, err = q.Exec(ctx, `
+	err = store.ExecLater(ctx, q, `
 		INSERT INTO dead_letter (id, at, source, exchange, routing_key, message_id, sender, kind, raw, raw_encrypted, raw_size,
 			code, reason, security)
 		VALUES ($1, coalesce($2, clock_timestamp()), $3, $4, $5, $6, $7, $8, $9, true, $10, $11, $12, $13)`,

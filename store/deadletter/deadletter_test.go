@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"zhianhub/crypto"
+	"zhianhub/store"
 	"zhianhub/store/audit"
 	"zhianhub/store/deadletter"
 	"zhianhub/store/storetest"
@@ -154,14 +156,22 @@ func TestPutInTransaction(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	s, pool := newStore(t, deadletter.Config{})
-	for _, commit := range []bool{false, true} {
+	for _, tc := range []struct{ commit, pipe bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		commit := tc.commit
+		var tx pgx.Tx
 		tx, err := pool.Begin(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
+		if tc.pipe { // the insert is held back until the commit
+			tx = store.NewPipe(tx)
+		}
 		id, err := s.Put(ctx, tx, sample())
 		if err != nil {
 			t.Fatal(err)
+		}
+		if p, ok := tx.(*store.Pipe); ok && p.Held() != 1 {
+			t.Errorf("%d writes held back by Put in a pipe, want 1 (the insert)", p.Held())
 		}
 		if commit {
 			err = tx.Commit(ctx)
