@@ -414,7 +414,7 @@ func dlqShow(ctx context.Context, env *cliEnv, args []string) (err error) {
 	if err != nil {
 		return err
 	}
-	d, err := openDLQ(ctx, env, *cfgPath, dlqNeeds{raw: true})
+	d, err := openDLQ(ctx, env, *cfgPath, dlqNeeds{raw: true, audit: *withRaw})
 	if err != nil {
 		return err
 	}
@@ -422,6 +422,14 @@ func dlqShow(ctx context.Context, env *cliEnv, args []string) (err error) {
 	l, err := d.letters.Get(ctx, id)
 	if err != nil {
 		return err
+	}
+	if *withRaw {
+		// The raw bytes may hold personal data (an internal event's text):
+		// their read is audited before they are shown.
+		if err := d.record(ctx, "deadletter.read", l.ID, l, nil, "raw bytes shown",
+			map[string]any{"kind": l.Kind, "source": l.Source, "size": len(l.Raw), "messageId": l.MessageID}); err != nil {
+			return err
+		}
 	}
 	if *asJSON {
 		out := struct {

@@ -281,7 +281,8 @@ func TestDLQCommands(t *testing.T) {
 		t.Errorf("show resolved:\n%s", out)
 	}
 
-	// Every replay and resolve is in the audit chain, which verifies.
+	// Every read of raw bytes, replay and resolve is in the audit chain,
+	// which verifies.
 	rows, err := pool.Query(ctx, `SELECT actor, action, object, result FROM audit_entry ORDER BY seq`)
 	if err != nil {
 		t.Fatal(err)
@@ -298,6 +299,10 @@ func TestDLQCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
+		"wang.wei deadletter.read " + ids[0] + " ok", // show --raw
+		"wang.wei deadletter.read " + ids[3] + " ok",
+		"wang.wei deadletter.read " + ids[1] + " ok",
+		"wang.wei deadletter.read " + ids[0] + " ok", // show --json --raw
 		"wang.wei dlq.replay " + ids[0] + " ok",
 		"wang.wei dlq.replay " + ids[2] + " error",
 		"wang.wei dlq.replay " + ids[1] + " error",
@@ -309,7 +314,7 @@ func TestDLQCommands(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("audit entries:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if code, out, errs := runCLI(t, "", env, "audit", "verify"); code != 0 || !strings.Contains(out, "audit chain OK: 7 entries") {
+	if code, out, errs := runCLI(t, "", env, "audit", "verify"); code != 0 || !strings.Contains(out, "audit chain OK: 11 entries") {
 		t.Errorf("audit verify: %d %s %s", code, out, errs)
 	}
 }
