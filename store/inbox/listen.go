@@ -190,8 +190,10 @@ func (l *Listener) listen(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
 		return fmt.Errorf("inbox listener: listen: %w", err)
 	}
-	l.readyMu.Do(func() { close(l.ready) })
 	l.notify("") // whatever was sent while not listening
+	// Ready after that wake-up: a subscription made once Ready returns is
+	// woken only by notifications that concern it.
+	l.readyMu.Do(func() { close(l.ready) })
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
