@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"zhianhub/crypto/keystore"
+	"zhianhub/store/audit"
 )
 
 // Demo nodes for offline integration: the Ministry bus and the city bureau.
@@ -186,6 +188,8 @@ func keysRotate(env *cliEnv, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.stdout, "added %s key %d (%s); it is now current. Export it to the peers (zhianhub keys export).\n", *kind, n, id)
+	auditAdminAction(context.Background(), env, audit.Entry{Action: "key.rotate", Object: *kind + "/" + strconv.Itoa(n), Result: "ok",
+		Detail: map[string]any{"kind": *kind, "no": n, "keyId": string(id), "dir": kf.dir}})
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"zhianhub/adapters/moduleacl"
 	"zhianhub/contracts/events"
+	"zhianhub/store/audit"
 )
 
 const modulesUsage = `usage: zhianhub modules plan  [--acl FILE] [--passwords DIR]
@@ -63,5 +64,13 @@ func runModules(ctx context.Context, env *cliEnv, args []string) error {
 	for _, c := range ran {
 		fmt.Fprintln(env.stdout, "done:", c.String())
 	}
+	// The broker's users and permissions are security configuration: the
+	// change is audited, and so is a partial one.
+	e := audit.Entry{Action: "modules.apply", Object: *aclPath, Result: "ok",
+		Detail: map[string]any{"commands": len(ran), "modules": len(acl.Modules)}}
+	if err != nil {
+		e.Result, e.Reason = "error", err.Error()
+	}
+	auditAdminAction(ctx, env, e)
 	return err
 }

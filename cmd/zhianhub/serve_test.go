@@ -218,8 +218,10 @@ func TestStartAuditsChanges(t *testing.T) {
 	restart()
 	restart() // nothing changed
 	env["ZHIANHUB_LOG_SYSTEM_LEVEL"] = "warn"
-	if code, _, errs := runCLI(t, "", nil, "keys", "rotate", "--dir", keys, "--kind", "sign"); code != 0 {
-		t.Fatal(errs)
+	// The rotation itself is audited at once (key.rotate), by the operator.
+	if code, _, errs := runCLI(t, "", map[string]string{"ZHIANHUB_DATABASE_URL": dbURL, "ZHIANHUB_KEYS_DIR": keys, "USER": "ops.li"},
+		"keys", "rotate", "--dir", keys, "--kind", "sign"); code != 0 || errs != "" {
+		t.Fatalf("keys rotate: %d %s", code, errs)
 	}
 	restart()
 
@@ -228,7 +230,7 @@ func TestStartAuditsChanges(t *testing.T) {
 		Action string
 		Detail map[string]any
 	}
-	rows, err := pool.Query(context.Background(), `SELECT action, detail FROM audit_entry WHERE action IN ('hub.start', 'config.change', 'key.change') ORDER BY seq`)
+	rows, err := pool.Query(context.Background(), `SELECT action, detail FROM audit_entry WHERE action IN ('hub.start', 'config.change', 'key.change', 'key.rotate') ORDER BY seq`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,13 +242,16 @@ func TestStartAuditsChanges(t *testing.T) {
 	for _, r := range got {
 		actions = append(actions, r.Action)
 	}
-	if fmt.Sprint(actions) != "[hub.start hub.start config.change key.change hub.start]" {
+	if fmt.Sprint(actions) != "[hub.start hub.start key.rotate config.change key.change hub.start]" {
 		t.Fatalf("entries %v", actions)
 	}
-	if c := got[2].Detail; len(c) != 1 || fmt.Sprint(c["log.system_level"]) != "map[from:info to:warn]" {
+	if r := got[2].Detail; r["kind"] != "sign" || r["no"] != float64(1) {
+		t.Errorf("key.rotate detail %v", r)
+	}
+	if c := got[3].Detail; len(c) != 1 || fmt.Sprint(c["log.system_level"]) != "map[from:info to:warn]" {
 		t.Errorf("config.change detail %v", c)
 	}
-	k := got[3].Detail
+	k := got[4].Detail
 	added, _ := k["added"].(map[string]any)["self.sign"].([]any)
 	removed, _ := k["removed"].(map[string]any)
 	if len(added) != 1 || len(removed) != 0 {
