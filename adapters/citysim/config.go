@@ -121,18 +121,7 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	if c.Resend.Initial == 0 {
-		c.Resend.Initial = time.Minute
-	}
-	if c.Resend.Multiplier == 0 {
-		c.Resend.Multiplier = 2
-	}
-	if c.Resend.Max == 0 {
-		c.Resend.Max = 30 * time.Minute
-	}
-	if c.Resend.GiveUp == 0 {
-		c.Resend.GiveUp = 24 * time.Hour
-	}
+	c.Resend.SetDefaults()
 	if c.GapTimeout == 0 {
 		c.GapTimeout = DefaultGapTimeout
 	}

@@ -160,22 +160,15 @@ type heldMsg struct {
 
 // Stats are the simulator's counters (GET /stats).
 type Stats struct {
-	OrdersSent       int                       `json:"ordersSent"`
-	Resends          int                       `json:"resends"`
-	Flagged          int                       `json:"flagged"`
-	ReceiptsReceived map[string]map[string]int `json:"receiptsReceived"` // status → code → count
-	LostReceipts     int                       `json:"lostReceipts"`
-	FeedbackReceived map[string]int            `json:"feedbackReceived"` // kind → count
-	ReceiptsSent     map[string]map[string]int `json:"receiptsSent"`     // status → code → count
-	Unanswered       map[string]int            `json:"unanswered"`       // code → count (steps 1-2)
-	Pending          int                       `json:"pending"`
-}
-
-func addCount(m map[string]map[string]int, status, code string) {
-	if m[status] == nil {
-		m[status] = map[string]int{}
-	}
-	m[status][code]++
+	OrdersSent       int                `json:"ordersSent"`
+	Resends          int                `json:"resends"`
+	Flagged          int                `json:"flagged"`
+	ReceiptsReceived mpssim.StatusCodes `json:"receiptsReceived"` // status → code → count
+	LostReceipts     int                `json:"lostReceipts"`
+	FeedbackReceived map[string]int     `json:"feedbackReceived"` // kind → count
+	ReceiptsSent     mpssim.StatusCodes `json:"receiptsSent"`     // status → code → count
+	Unanswered       map[string]int     `json:"unanswered"`       // code → count (steps 1-2)
+	Pending          int                `json:"pending"`
 }
 
 // New loads the keys and the script and returns a simulator ready to Run.
@@ -232,8 +225,8 @@ func New(cfg Config) (*Sim, error) {
 		out: map[string]*outMsg{}, pending: map[string]*outMsg{},
 		outcomes: map[string]*outcome{}, next: map[seqKey]int64{}, held: map[seqKey]map[int64]*heldMsg{},
 		faults: fs,
-		stats: Stats{ReceiptsReceived: map[string]map[string]int{}, FeedbackReceived: map[string]int{},
-			ReceiptsSent: map[string]map[string]int{}, Unanswered: map[string]int{}},
+		stats: Stats{ReceiptsReceived: mpssim.StatusCodes{}, FeedbackReceived: map[string]int{},
+			ReceiptsSent: mpssim.StatusCodes{}, Unanswered: map[string]int{}},
 	}, nil
 }
 
@@ -287,13 +280,13 @@ func (s *Sim) Run(ctx context.Context) error {
 		s.log.Info("control API listening", "addr", ln.Addr().String())
 	}
 	s.log.Info("simulator starting", "exchange", s.cfg.Exchange, "hub", s.cfg.HubNode, "rate", s.cfg.Rate, "script", len(s.script), "faults", s.FaultProbabilities())
-	s.wg.Go(func() { s.connectLoop(ctx) })
-	s.wg.Go(func() { s.every(ctx, tick(s.cfg.Resend.Initial), s.resendDue) })
-	s.wg.Go(func() { s.every(ctx, tick(s.cfg.GapTimeout), s.expireGaps) })
+	s.wg.Go(func() { mpssim.KeepSession(ctx, s.log, s.session) })
+	s.wg.Go(func() { mpssim.Every(ctx, mpssim.Tick(s.cfg.Resend.Initial), s.resendDue) })
+	s.wg.Go(func() { mpssim.Every(ctx, mpssim.Tick(s.cfg.GapTimeout), s.expireGaps) })
 	s.wg.Go(func() { s.runScript(ctx) })
 	if s.cfg.Rate > 0 {
 		s.wg.Go(func() {
-			s.every(ctx, time.Duration(float64(time.Second)/s.cfg.Rate), func(ctx context.Context) {
+			mpssim.Every(ctx, time.Duration(float64(time.Second)/s.cfg.Rate), func(ctx context.Context) {
 				if _, err := s.SendOrder(ctx, nil, s.randomFault()); err != nil && !errors.Is(err, errNotConnected) {
 					s.log.Warn("random order not sent", "err", err)
 				}
@@ -312,21 +305,6 @@ func (s *Sim) Run(ctx context.Context) error {
 	return nil
 }
 
-func tick(d time.Duration) time.Duration { return min(max(d/4, 5*time.Millisecond), time.Second) }
-
-func (s *Sim) every(ctx context.Context, period time.Duration, fn func(context.Context)) {
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			fn(ctx)
-		}
-	}
-}
-
 func (s *Sim) publish(ctx context.Context, to, kind, id string, env []byte) error {
 	s.pubMu.RLock()
 	p := s.pub
@@ -335,27 +313,6 @@ func (s *Sim) publish(ctx context.Context, to, kind, id string, env []byte) erro
 		return errNotConnected
 	}
 	return p.Publish(ctx, citybus.RoutingKey(to, kind), mpsbus.Publishing(env, id, kind, s.cfg.Now()))
-}
-
-func (s *Sim) connectLoop(ctx context.Context) {
-	const minBackoff, maxBackoff = 500 * time.Millisecond, 30 * time.Second
-	backoff := minBackoff
-	for ctx.Err() == nil {
-		ready, err := s.session(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if ready {
-			backoff = minBackoff
-		}
-		s.log.Warn("bus session ended; reconnecting", "err", err, "in", backoff.String())
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, maxBackoff)
-	}
 }
 
 // session declares the bus (the city bureau owns it), its queue and the

@@ -66,7 +66,7 @@ func (s *Sim) onReceipt(msg *envelope.Message, openErr error) {
 		s.log.Info("receipt dropped (lostReceipt fault): the order will be resent", "ref", r.Ref, "status", r.Status)
 		return
 	}
-	addCount(s.stats.ReceiptsReceived, r.Status, r.Code)
+	s.stats.ReceiptsReceived.Add(r.Status, r.Code)
 	if o.info.Receipt == nil || r.Status != contracts.StatusDuplicate {
 		o.info.Receipt = &Receipt{Status: r.Status, Code: r.Code, Reason: r.Reason}
 	}
@@ -209,7 +209,7 @@ func (s *Sim) sendAnswers(ctx context.Context, as []answer) error {
 		if o := s.outcomes[a.ref]; o != nil {
 			o.answered = true
 		}
-		addCount(s.stats.ReceiptsSent, a.status, a.code)
+		s.stats.ReceiptsSent.Add(a.status, a.code)
 		s.mu.Unlock()
 		s.log.Info("receipt sent", "ref", a.ref, "status", a.status, "code", a.code, "reason", a.reason)
 	}

@@ -29,7 +29,9 @@ type ResendPolicy struct {
 	GiveUp     time.Duration // default 24 h
 }
 
-func (p *ResendPolicy) setDefaults() {
+// SetDefaults fills the zero fields with the spec's schedule (60 s
+// doubling to 30 min, flagged after 24 h); the city-bus simulator shares it.
+func (p *ResendPolicy) SetDefaults() {
 	if p.Initial == 0 {
 		p.Initial = 60 * time.Second
 	}
@@ -130,7 +132,7 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	c.Resend.setDefaults()
+	c.Resend.SetDefaults()
 	if c.GapTimeout == 0 {
 		c.GapTimeout = DefaultGapTimeout
 	}

@@ -260,12 +260,12 @@ func (s *Sim) Run(ctx context.Context) error {
 	s.log.Info("simulator starting", "exchange", s.cfg.Exchange, "hub", s.cfg.HubNode, "rate", s.cfg.Rate,
 		"script", len(s.script), "categories", s.validator.Categories().Source(), "faults", s.FaultProbabilities())
 
-	s.wg.Go(func() { s.connectLoop(ctx) })
-	s.wg.Go(func() { s.every(ctx, tick(s.cfg.Resend.Initial), s.resendDue) })
-	s.wg.Go(func() { s.every(ctx, tick(s.cfg.GapTimeout), s.expireGaps) })
+	s.wg.Go(func() { KeepSession(ctx, s.log, s.session) })
+	s.wg.Go(func() { Every(ctx, Tick(s.cfg.Resend.Initial), s.resendDue) })
+	s.wg.Go(func() { Every(ctx, Tick(s.cfg.GapTimeout), s.expireGaps) })
 	s.wg.Go(func() { s.runScript(ctx) })
 	if s.cfg.Rate > 0 {
-		s.wg.Go(func() { s.every(ctx, time.Duration(float64(time.Second)/s.cfg.Rate), s.randomStep) })
+		s.wg.Go(func() { Every(ctx, time.Duration(float64(time.Second)/s.cfg.Rate), s.randomStep) })
 	}
 
 	<-ctx.Done()
@@ -281,14 +281,14 @@ func (s *Sim) Run(ctx context.Context) error {
 	return nil
 }
 
-// tick returns the period of a loop that must react within d: a quarter
+// Tick returns the period of a loop that must react within d: a quarter
 // of d, between 5 ms and 1 s.
-func tick(d time.Duration) time.Duration {
+func Tick(d time.Duration) time.Duration {
 	return min(max(d/4, 5*time.Millisecond), time.Second)
 }
 
-// every runs fn every period until ctx ends.
-func (s *Sim) every(ctx context.Context, period time.Duration, fn func(context.Context)) {
+// Every runs fn every period until ctx ends.
+func Every(ctx context.Context, period time.Duration, fn func(context.Context)) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
@@ -322,20 +322,21 @@ func (s *Sim) publish(ctx context.Context, to, kind, id string, env []byte) erro
 	return p.Publish(ctx, mpsbus.RoutingKey(to, kind), mpsbus.Publishing(env, id, kind, s.cfg.Now()))
 }
 
-// connectLoop keeps a bus session up until ctx ends, retrying with backoff
-// from 0.5 s to 30 s.
-func (s *Sim) connectLoop(ctx context.Context) {
+// KeepSession keeps a bus session up until ctx ends: it runs session
+// again each time it returns, after a backoff from 0.5 s doubling to 30 s,
+// back to 0.5 s after a session that got as far as consuming (ready).
+func KeepSession(ctx context.Context, log *slog.Logger, session func(context.Context) (ready bool, err error)) {
 	const minBackoff, maxBackoff = 500 * time.Millisecond, 30 * time.Second
 	backoff := minBackoff
 	for ctx.Err() == nil {
-		ready, err := s.session(ctx)
+		ready, err := session(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		if ready {
 			backoff = minBackoff
 		}
-		s.log.Warn("bus session ended; reconnecting", "err", err, "in", backoff.String())
+		log.Warn("bus session ended; reconnecting", "err", err, "in", backoff.String())
 		select {
 		case <-ctx.Done():
 			return

@@ -5,7 +5,8 @@ import "maps"
 // StatusCodes counts receipts by status, then code.
 type StatusCodes map[string]map[string]int
 
-func (c StatusCodes) add(status, code string) {
+// Add counts one receipt.
+func (c StatusCodes) Add(status, code string) {
 	m := c[status]
 	if m == nil {
 		m = map[string]int{}
@@ -28,7 +29,8 @@ func (c StatusCodes) Total() int {
 // Count returns the receipts of status and code.
 func (c StatusCodes) Count(status, code string) int { return c[status][code] }
 
-func (c StatusCodes) clone() StatusCodes {
+// Clone returns a deep copy.
+func (c StatusCodes) Clone() StatusCodes {
 	out := make(StatusCodes, len(c))
 	for k, m := range c {
 		out[k] = maps.Clone(m)
@@ -76,9 +78,9 @@ func (s *Sim) Stats() Stats {
 	st := s.stats
 	st.Sent = maps.Clone(s.stats.Sent)
 	st.Faults = maps.Clone(s.stats.Faults)
-	st.ReceiptsReceived = s.stats.ReceiptsReceived.clone()
+	st.ReceiptsReceived = s.stats.ReceiptsReceived.Clone()
 	st.FilingsReceived = maps.Clone(s.stats.FilingsReceived)
-	st.ReceiptsSent = s.stats.ReceiptsSent.clone()
+	st.ReceiptsSent = s.stats.ReceiptsSent.Clone()
 	st.Unanswered = maps.Clone(s.stats.Unanswered)
 	st.Pending = len(s.pending)
 	st.Flagged, st.Withheld = 0, 0

@@ -429,7 +429,7 @@ func (s *Sim) sendReceipt(ctx context.Context, a answer) error {
 		return fmt.Errorf("mpssim: publish receipt for %s: %w", a.ref, err)
 	}
 	s.mu.Lock()
-	s.stats.ReceiptsSent.add(a.status, a.code)
+	s.stats.ReceiptsSent.Add(a.status, a.code)
 	if o := s.outcomes[a.ref]; o != nil && !o.pending {
 		o.answered = true
 	}
@@ -459,7 +459,7 @@ func (s *Sim) onReceipt(msg *envelope.Message, openErr error) {
 		s.log.Info("receipt dropped (lost-receipt fault): the message will be resent", "ref", r.Ref, "status", r.Status, "code", r.Code)
 		return
 	}
-	s.stats.ReceiptsReceived.add(r.Status, r.Code)
+	s.stats.ReceiptsReceived.Add(r.Status, r.Code)
 	m := s.out[r.Ref]
 	if m == nil {
 		s.stats.ReceiptsUnmatched++
