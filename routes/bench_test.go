@@ -345,44 +345,16 @@ func runRawRelay(b *testing.B, n int, k knobs) result {
 // with confirms awaited per window (up to the hub relay's batch size,
 // collected like the hub's shards do), then acks the window.
 func rawRelay(ctx context.Context, conn *amqp.Connection, qa, qb string, k knobs) error {
-	in, err := conn.Channel()
+	in, out, deliveries, err := relayChannels(ctx, conn, qa, k)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	if err := in.Qos(k.prefetch, 0, false); err != nil {
-		return err
-	}
-	out, err := conn.Channel()
-	if err != nil {
-		return err
-	}
 	defer out.Close()
-	if err := out.Confirm(false); err != nil {
-		return err
-	}
-	deliveries, err := in.ConsumeWithContext(ctx, qa, "", false, false, false, false, nil)
-	if err != nil {
-		return err
-	}
 	window := make([]amqp.Delivery, 0, k.relayBatch)
 	confirms := make([]*amqp.DeferredConfirmation, 0, k.relayBatch)
 	for first := range deliveries {
-		window = append(window[:0], first)
-		timer := time.NewTimer(k.batchDelay)
-	fill:
-		for len(window) < k.relayBatch {
-			select {
-			case d, ok := <-deliveries:
-				if !ok {
-					break fill
-				}
-				window = append(window, d)
-			case <-timer.C:
-				break fill
-			}
-		}
-		timer.Stop()
+		window = fillWindow(deliveries, append(window[:0], first), k)
 		confirms = confirms[:0]
 		for _, d := range window {
 			c, err := out.PublishWithDeferredConfirmWithContext(context.WithoutCancel(ctx), "", qb, false, false, amqp.Publishing{
@@ -592,32 +564,62 @@ func runEnvelopeRelay(b *testing.B, n int, k knobs) result {
 	return newResult(start, col.arrivals)
 }
 
+// fillWindow appends to window what ch yields within the batch delay, up
+// to the relay batch size (a window of a relay, as the hub's shards
+// collect a batch).
+func fillWindow[T any](ch <-chan T, window []T, k knobs) []T {
+	timer := time.NewTimer(k.batchDelay)
+	defer timer.Stop()
+	for len(window) < k.relayBatch {
+		select {
+		case v, ok := <-ch:
+			if !ok {
+				return window
+			}
+			window = append(window, v)
+		case <-timer.C:
+			return window
+		}
+	}
+	return window
+}
+
+// relayChannels opens the channels of a relay: in consumes qa with manual
+// acks and the hub's prefetch, out publishes in confirm mode.
+func relayChannels(ctx context.Context, conn *amqp.Connection, qa string, k knobs) (in, out *amqp.Channel, deliveries <-chan amqp.Delivery, err error) {
+	if in, err = conn.Channel(); err != nil {
+		return nil, nil, nil, err
+	}
+	if out, err = conn.Channel(); err != nil {
+		in.Close()
+		return nil, nil, nil, err
+	}
+	if err = in.Qos(k.prefetch, 0, false); err == nil {
+		err = out.Confirm(false)
+	}
+	if err == nil {
+		deliveries, err = in.ConsumeWithContext(ctx, qa, "", false, false, false, false, nil)
+	}
+	if err != nil {
+		in.Close()
+		out.Close()
+		return nil, nil, nil, err
+	}
+	return in, out, deliveries, nil
+}
+
 // pipelinedRelay is rawRelay with work on each message between the two
 // queues, done by k.openers goroutines that keep going while a window
 // waits for its confirms: deliveries → workers → windows of up to the
 // relay batch size published to qb with confirms → qa acked (multiple) up
 // to the highest delivery whose predecessors are all confirmed.
 func pipelinedRelay(ctx context.Context, conn *amqp.Connection, qa, qb string, k knobs, work func([]byte) (amqp.Publishing, error)) error {
-	in, err := conn.Channel()
+	in, out, deliveries, err := relayChannels(ctx, conn, qa, k)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	if err := in.Qos(k.prefetch, 0, false); err != nil {
-		return err
-	}
-	out, err := conn.Channel()
-	if err != nil {
-		return err
-	}
 	defer out.Close()
-	if err := out.Confirm(false); err != nil {
-		return err
-	}
-	deliveries, err := in.ConsumeWithContext(ctx, qa, "", false, false, false, false, nil)
-	if err != nil {
-		return err
-	}
 	type done struct {
 		tag uint64
 		pub amqp.Publishing
@@ -646,21 +648,7 @@ func pipelinedRelay(ctx context.Context, conn *amqp.Connection, qa, qb string, k
 	next := uint64(1) // the lowest delivery tag not yet acked
 	window := make([]done, 0, k.relayBatch)
 	for first := range results {
-		window = append(window[:0], first)
-		timer := time.NewTimer(k.batchDelay)
-	fill:
-		for len(window) < k.relayBatch {
-			select {
-			case r, ok := <-results:
-				if !ok {
-					break fill
-				}
-				window = append(window, r)
-			case <-timer.C:
-				break fill
-			}
-		}
-		timer.Stop()
+		window = fillWindow(results, append(window[:0], first), k)
 		confirms := make([]*amqp.DeferredConfirmation, 0, len(window))
 		for _, r := range window {
 			if r.err != nil {
