@@ -157,11 +157,7 @@ func (s *server) listBindings(w http.ResponseWriter, r *http.Request) error {
 	for _, b := range bs {
 		out = append(out, viewBinding(b))
 	}
-	res := map[string]any{"bindings": out}
-	if len(bs) == f.Limit {
-		res["next"] = strconv.FormatInt(bs[len(bs)-1].ID, 10)
-	}
-	httpapi.WriteJSON(w, http.StatusOK, res)
+	httpapi.WriteJSON(w, http.StatusOK, page("bindings", out, len(bs), f.Limit, func() string { return strconv.FormatInt(bs[len(bs)-1].ID, 10) }))
 	return nil
 }
 

@@ -31,18 +31,8 @@ var auditCriteriaParams = []string{"from", "to", "actor", "unit", "object", "act
 func auditCriteria(q map[string]string) (audit.Criteria, error) {
 	var c audit.Criteria
 	var err error
-	if v, ok := q["from"]; ok {
-		if c.From, err = timeParam("from", v, false); err != nil {
-			return c, err
-		}
-	}
-	if v, ok := q["to"]; ok {
-		if c.To, err = timeParam("to", v, true); err != nil {
-			return c, err
-		}
-	}
-	if !c.From.IsZero() && !c.To.IsZero() && !c.From.Before(c.To) {
-		return c, badRequest("from 须早于 to")
+	if c.From, c.To, err = timeRange(q); err != nil {
+		return c, err
 	}
 	for _, p := range []struct {
 		name string
@@ -160,11 +150,7 @@ func (s *server) listAudit(w http.ResponseWriter, r *http.Request) error {
 	if err := s.record(r.Context(), audit.Entry{Action: ActionAuditRead, Object: "audit", Result: "ok", Detail: detail}); err != nil {
 		return err
 	}
-	res := map[string]any{"entries": out}
-	if len(recs) == f.Limit {
-		res["next"] = strconv.FormatInt(recs[len(recs)-1].Seq, 10)
-	}
-	httpapi.WriteJSON(w, http.StatusOK, res)
+	httpapi.WriteJSON(w, http.StatusOK, page("entries", out, len(recs), f.Limit, func() string { return strconv.FormatInt(recs[len(recs)-1].Seq, 10) }))
 	return nil
 }
 

@@ -100,11 +100,7 @@ func (s *server) listOrders(w http.ResponseWriter, r *http.Request) error {
 	for i, o := range list {
 		out[i] = viewOrder(o)
 	}
-	body := map[string]any{"orders": out}
-	if len(list) == f.Limit {
-		body["next"] = list[len(list)-1].OrderNo
-	}
-	httpapi.WriteJSON(w, http.StatusOK, body)
+	httpapi.WriteJSON(w, http.StatusOK, page("orders", out, len(list), f.Limit, func() string { return list[len(list)-1].OrderNo }))
 	return nil
 }
 

@@ -116,11 +116,7 @@ func (s *server) listInbox(w http.ResponseWriter, r *http.Request) error {
 	for _, it := range items {
 		out = append(out, viewItem(it))
 	}
-	body := map[string]any{"items": out}
-	if len(items) == f.Limit {
-		body["next"] = strconv.FormatInt(items[len(items)-1].ID, 10)
-	}
-	httpapi.WriteJSON(w, http.StatusOK, body)
+	httpapi.WriteJSON(w, http.StatusOK, page("items", out, len(items), f.Limit, func() string { return strconv.FormatInt(items[len(items)-1].ID, 10) }))
 	return nil
 }
 

@@ -128,11 +128,7 @@ func (s *server) listLeads(w http.ResponseWriter, r *http.Request) error {
 		Detail: map[string]any{"view": "list", "masked": true, "leadIds": ids}}); err != nil {
 		return err // no audit, no data
 	}
-	body := map[string]any{"leads": out}
-	if len(list) == f.Limit {
-		body["next"] = list[len(list)-1].LeadID
-	}
-	httpapi.WriteJSON(w, http.StatusOK, body)
+	httpapi.WriteJSON(w, http.StatusOK, page("leads", out, len(list), f.Limit, func() string { return list[len(list)-1].LeadID }))
 	return nil
 }
 

@@ -114,7 +114,8 @@ func beforeParam(q map[string]string) (int64, error) {
 	return n, nil
 }
 
-// timeRange parses from and to (as for the audit log).
+// timeRange parses from and to (timeParam; to's day included), from
+// before to.
 func timeRange(q map[string]string) (from, to time.Time, err error) {
 	if v, ok := q["from"]; ok {
 		if from, err = timeParam("from", v, false); err != nil {
@@ -202,11 +203,7 @@ func (s *server) listSystemLog(w http.ResponseWriter, r *http.Request) error {
 	if err := s.record(r.Context(), audit.Entry{Action: ActionSystemLogRead, Object: "system_log", Result: "ok", Detail: paramsDetail(q, len(out))}); err != nil {
 		return err
 	}
-	res := map[string]any{"records": out}
-	if len(recs) == f.Limit {
-		res["next"] = strconv.FormatInt(recs[len(recs)-1].ID, 10)
-	}
-	httpapi.WriteJSON(w, http.StatusOK, res)
+	httpapi.WriteJSON(w, http.StatusOK, page("records", out, len(recs), f.Limit, func() string { return strconv.FormatInt(recs[len(recs)-1].ID, 10) }))
 	return nil
 }
 
@@ -290,11 +287,7 @@ func (s *server) listOperationLog(w http.ResponseWriter, r *http.Request) error 
 	if err := s.record(r.Context(), audit.Entry{Action: ActionOperationLogRead, Object: "operation_log", Result: "ok", Detail: paramsDetail(q, len(out))}); err != nil {
 		return err
 	}
-	res := map[string]any{"records": out}
-	if len(recs) == f.Limit {
-		res["next"] = strconv.FormatInt(recs[len(recs)-1].ID, 10)
-	}
-	httpapi.WriteJSON(w, http.StatusOK, res)
+	httpapi.WriteJSON(w, http.StatusOK, page("records", out, len(recs), f.Limit, func() string { return strconv.FormatInt(recs[len(recs)-1].ID, 10) }))
 	return nil
 }
 

@@ -252,11 +252,7 @@ func (s *server) listNotices(w http.ResponseWriter, r *http.Request) error {
 	for _, n := range list {
 		out = append(out, s.viewNotice(n))
 	}
-	body := map[string]any{"notices": out}
-	if len(list) == f.Limit {
-		body["next"] = strconv.FormatInt(list[len(list)-1].ID, 10)
-	}
-	httpapi.WriteJSON(w, http.StatusOK, body)
+	httpapi.WriteJSON(w, http.StatusOK, page("notices", out, len(list), f.Limit, func() string { return strconv.FormatInt(list[len(list)-1].ID, 10) }))
 	return nil
 }
 

@@ -74,6 +74,17 @@ func limitParam(q map[string]string) (int, error) {
 	return n, nil
 }
 
+// page is the answer of a keyset-paged list: {name: items}, and "next",
+// the cursor of its last row (last), when the page is full (n == limit):
+// the client passes it back for the following page.
+func page(name string, items any, n, limit int, last func() string) map[string]any {
+	res := map[string]any{name: items}
+	if n == limit {
+		res["next"] = last()
+	}
+	return res
+}
+
 // afterParam parses the keyset cursor "after" of a list paged by a
 // sequence number: a non-negative integer, default 0.
 func afterParam(q map[string]string) (int64, error) {

@@ -113,11 +113,7 @@ func (s *server) listPushRules(w http.ResponseWriter, r *http.Request) error {
 	for _, x := range rules {
 		out = append(out, viewRule(x))
 	}
-	body := map[string]any{"rules": out}
-	if len(rules) == limit {
-		body["next"] = strconv.FormatInt(rules[len(rules)-1].ID, 10)
-	}
-	httpapi.WriteJSON(w, http.StatusOK, body)
+	httpapi.WriteJSON(w, http.StatusOK, page("rules", out, len(rules), limit, func() string { return strconv.FormatInt(rules[len(rules)-1].ID, 10) }))
 	return nil
 }
 

@@ -43,11 +43,7 @@ func (s *server) listTasks(w http.ResponseWriter, r *http.Request) error {
 	for _, t := range list {
 		out = append(out, viewTask(t))
 	}
-	body := map[string]any{"tasks": out}
-	if len(list) == f.Limit {
-		body["next"] = list[len(list)-1].TaskNo
-	}
-	httpapi.WriteJSON(w, http.StatusOK, body)
+	httpapi.WriteJSON(w, http.StatusOK, page("tasks", out, len(list), f.Limit, func() string { return list[len(list)-1].TaskNo }))
 	return nil
 }
 

@@ -158,11 +158,7 @@ func (s *server) listWarnings(w http.ResponseWriter, r *http.Request) error {
 	for _, x := range list {
 		out = append(out, s.viewWarning(x))
 	}
-	body := map[string]any{"warnings": out}
-	if len(list) == f.Limit {
-		body["next"] = list[len(list)-1].WarningID
-	}
-	httpapi.WriteJSON(w, http.StatusOK, body)
+	httpapi.WriteJSON(w, http.StatusOK, page("warnings", out, len(list), f.Limit, func() string { return list[len(list)-1].WarningID }))
 	return nil
 }
 
