@@ -73,27 +73,9 @@ func logsArchive(ctx context.Context, env *cliEnv, ks *keystore.Store, pool *pgx
 }
 
 func runLogsVerifyArchive(env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "logs verify-archive")
-	cfgPath := fs.String("config", "", "configuration file (default: env ZHIANHUB_CONFIG, else none)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return &exitError{code: 2, err: errors.New(logsUsage)}
-	}
-	cfg, err := loadConfig(env, *cfgPath)
-	if err != nil {
-		return err
-	}
-	ks, err := loadKeystore(cfg)
-	if err != nil {
-		return err
-	}
-	m, err := logs.VerifyArchive(fs.Arg(0), ks.SelfVerifier)
-	if err != nil {
-		return &exitError{code: exitChainBroken, err: err}
-	}
-	fmt.Fprintf(env.stdout, "archive OK: %s rows %d-%d (%d), file %s SM3 %s, signed by %s\n",
-		m.Log, m.FromID, m.ToID, m.Rows, m.File, m.SM3, crypto.KeyID(m.KeyID).Short())
-	return nil
+	return verifyArchiveCmd(env, "logs verify-archive", logsUsage, args, func(path string, keys audit.KeyFunc) (string, error) {
+		m, err := logs.VerifyArchive(path, keys)
+		return fmt.Sprintf("%s rows %d-%d (%d), file %s SM3 %s, signed by %s",
+			m.Log, m.FromID, m.ToID, m.Rows, m.File, m.SM3, crypto.KeyID(m.KeyID).Short()), err
+	})
 }
