@@ -84,3 +84,20 @@ func (c *consumer) consume(ctx context.Context) error {
 	}
 	return errors.New("delivery channel closed")
 }
+
+// declareEventQueue declares the events exchange (topic, durable) and a
+// route's durable queue bound to it with each of kinds.
+func declareEventQueue(ch *amqp.Channel, exchange, queue string, kinds []string) error {
+	if err := ch.ExchangeDeclare(exchange, "topic", true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare exchange %s: %w", exchange, err)
+	}
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare queue %s: %w", queue, err)
+	}
+	for _, k := range kinds {
+		if err := ch.QueueBind(queue, k, exchange, false, nil); err != nil {
+			return fmt.Errorf("bind %s to %s with %s: %w", queue, exchange, k, err)
+		}
+	}
+	return nil
+}

@@ -114,18 +114,7 @@ func NewPortal(cfg PortalConfig) (*Portal, error) {
 // DeclarePortal declares the events exchange (topic, durable) and the
 // portal's durable queue bound with PortalKinds.
 func DeclarePortal(ch *amqp.Channel, exchange, queue string) error {
-	if err := ch.ExchangeDeclare(exchange, "topic", true, false, false, false, nil); err != nil {
-		return fmt.Errorf("declare exchange %s: %w", exchange, err)
-	}
-	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("declare queue %s: %w", queue, err)
-	}
-	for _, k := range PortalKinds {
-		if err := ch.QueueBind(queue, k, exchange, false, nil); err != nil {
-			return fmt.Errorf("bind %s to %s: %w", queue, exchange, err)
-		}
-	}
-	return nil
+	return declareEventQueue(ch, exchange, queue, PortalKinds)
 }
 
 // Run consumes until ctx ends; a delivery in hand is finished first.

@@ -162,18 +162,7 @@ var deliveredRefKinds = map[string]bool{events.KindWarningIssued: true, events.K
 // DeclarePush declares the route's queue bound to exchange (topic,
 // durable, declared too) with every kind of PushKinds.
 func DeclarePush(ch *amqp.Channel, exchange, queue string) error {
-	if err := ch.ExchangeDeclare(exchange, "topic", true, false, false, false, nil); err != nil {
-		return fmt.Errorf("declare exchange %s: %w", exchange, err)
-	}
-	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("declare queue %s: %w", queue, err)
-	}
-	for _, k := range PushKinds() {
-		if err := ch.QueueBind(queue, k, exchange, false, nil); err != nil {
-			return fmt.Errorf("bind %s to %s with %s: %w", queue, exchange, k, err)
-		}
-	}
-	return nil
+	return declareEventQueue(ch, exchange, queue, PushKinds())
 }
 
 // Run consumes until ctx ends. A delivery in hand when ctx ends is
