@@ -487,7 +487,7 @@ func (s *server) require(p auth.Permission) func(http.Handler) http.Handler {
 				return
 			}
 			msg := "无权执行此操作：需要 " + string(p) + " 权限"
-			if err := s.record(r.Context(), audit.Entry{Action: ActionDenied, Object: clip(r.URL.Path, 256), Result: "denied",
+			if err := s.record(r.Context(), audit.Entry{Action: ActionDenied, Object: audit.Text(r.URL.Path, 256), Result: "denied",
 				Reason: msg, Detail: map[string]any{"permission": string(p), "method": r.Method}}); err != nil {
 				s.cfg.Logger.ErrorContext(r.Context(), "audit of a refusal failed", "err", err, "request_id", httpapi.RequestID(r.Context()))
 				httpapi.WriteError(w, http.StatusInternalServerError, httpapi.CodeInternal, httpapi.MessageInternal)

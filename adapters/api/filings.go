@@ -168,15 +168,15 @@ func (s *server) fileInScope(ctx context.Context, kind string, payload []byte) e
 	}
 	id, _ := auth.IdentityFrom(ctx)
 	deny := func(unit string, refusal *Error) error {
-		if err := s.record(ctx, audit.Entry{Action: "filing.submit", Object: kind + "/" + clip(p.PersonNo, 32), Result: "denied",
-			Reason: "超出数据范围", Detail: map[string]any{"kind": kind, "unit": clip(unit, 32)}}); err != nil {
+		if err := s.record(ctx, audit.Entry{Action: "filing.submit", Object: kind + "/" + audit.Text(p.PersonNo, 32), Result: "denied",
+			Reason: "超出数据范围", Detail: map[string]any{"kind": kind, "unit": audit.Text(unit, 32)}}); err != nil {
 			return err
 		}
 		return refusal
 	}
 	if kind == contracts.KindRegister {
 		if p.Unit != "" && !s.cfg.Units.InScope(id.Unit, p.Unit) {
-			return deny(p.Unit, forbidden("无权为机构 "+clip(p.Unit, 32)+" 登记：超出本人数据范围"))
+			return deny(p.Unit, forbidden("无权为机构 "+audit.Text(p.Unit, 32)+" 登记：超出本人数据范围"))
 		}
 		return nil
 	}

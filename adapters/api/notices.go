@@ -107,7 +107,7 @@ func noticeIDParam(r *http.Request) (int64, error) {
 // option of the endpoint), audited as the require middleware does.
 func (s *server) deny(r *http.Request, p auth.Permission) error {
 	msg := "无权执行此操作：需要 " + string(p) + " 权限"
-	if err := s.record(r.Context(), audit.Entry{Action: ActionDenied, Object: clip(r.URL.Path, 256), Result: "denied",
+	if err := s.record(r.Context(), audit.Entry{Action: ActionDenied, Object: audit.Text(r.URL.Path, 256), Result: "denied",
 		Reason: msg, Detail: map[string]any{"permission": string(p), "method": r.Method}}); err != nil {
 		return err
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+
+	"zhianhub/store/audit"
 )
 
 // Defaults of BearerConfig.
@@ -176,7 +178,7 @@ func (b *Bearer) Authenticate(r *http.Request) (Identity, error) {
 		if errors.As(err, &expired) {
 			msg = "身份认证未通过：令牌已过期"
 		}
-		return Identity{}, &AuthError{Message: msg, Err: err, Detail: map[string]any{"tokenError": clip(err.Error(), 256)}}
+		return Identity{}, &AuthError{Message: msg, Err: err, Detail: map[string]any{"tokenError": audit.Text(err.Error(), 256)}}
 	}
 	var claims map[string]json.RawMessage
 	if err := tok.Claims(&claims); err != nil {
@@ -185,7 +187,7 @@ func (b *Bearer) Authenticate(r *http.Request) (Identity, error) {
 	var user, unit string
 	if raw, ok := claims[b.cfg.UserClaim]; !ok || json.Unmarshal(raw, &user) != nil || !ValidUser(user) {
 		return Identity{}, &AuthError{Message: "身份认证未通过：令牌缺少有效的用户标识（" + b.cfg.UserClaim + "）",
-			Detail: map[string]any{"subject": clip(tok.Subject, 64)}}
+			Detail: map[string]any{"subject": audit.Text(tok.Subject, 64)}}
 	}
 	if raw, ok := claims[b.cfg.UnitClaim]; ok {
 		if json.Unmarshal(raw, &unit) != nil || !ValidUnit(unit) {
@@ -223,7 +225,7 @@ func rolesOf(raw json.RawMessage) ([]string, error) {
 	}
 	for _, role := range list {
 		if !ValidRole(role) {
-			return nil, fmt.Errorf("role %q is not a role name", clip(role, 40))
+			return nil, fmt.Errorf("role %q is not a role name", audit.Text(role, 40))
 		}
 	}
 	return list, nil

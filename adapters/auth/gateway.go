@@ -19,6 +19,7 @@ import (
 
 	"zhianhub/store"
 	"zhianhub/store/access"
+	"zhianhub/store/audit"
 )
 
 // Headers the security gateway forwards (nginx: $ssl_client_verify,
@@ -155,7 +156,7 @@ func (g *Gateway) fromGateway(r *http.Request) (bool, map[string]any) {
 	}
 	leaf := r.TLS.PeerCertificates[0]
 	fps := Fingerprints(leaf.Raw)
-	peer["peerCert"] = clip(leaf.Subject.String(), 256)
+	peer["peerCert"] = audit.Text(leaf.Subject.String(), 256)
 	peer["peerFingerprint"] = string(fps[0])
 	peer["peerVerified"] = len(r.TLS.VerifiedChains) > 0
 	if len(r.TLS.VerifiedChains) == 0 {
@@ -187,7 +188,7 @@ func (g *Gateway) Authenticate(r *http.Request) (Identity, error) {
 		return Identity{}, &AuthError{Message: "身份认证未通过：" + msg, Err: err, Detail: detail}
 	}
 	if v := r.Header.Get(HeaderClientVerify); v != "SUCCESS" {
-		return refuse("安全网关未验证通过用户证书", nil, map[string]any{"verify": clip(v, 64)})
+		return refuse("安全网关未验证通过用户证书", nil, map[string]any{"verify": audit.Text(v, 64)})
 	}
 	raw := r.Header.Get(HeaderClientCert)
 	if raw == "" {
@@ -199,7 +200,7 @@ func (g *Gateway) Authenticate(r *http.Request) (Identity, error) {
 	}
 	serial := access.SerialHex(cert.SerialNumber)
 	issuer := cert.Issuer.String()
-	detail := map[string]any{"serial": serial, "issuer": clip(issuer, 512)}
+	detail := map[string]any{"serial": serial, "issuer": audit.Text(issuer, 512)}
 	if s := r.Header.Get(HeaderClientSerial); s != "" && access.NormalizeSerial(s) != serial {
 		return refuse("证书序列号与证书不符", nil, detail)
 	}

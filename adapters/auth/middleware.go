@@ -8,9 +8,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"zhianhub/adapters/httpapi"
 	"zhianhub/store/audit"
@@ -127,7 +125,7 @@ func Middleware(cfg MiddlewareConfig) (func(http.Handler) http.Handler, error) {
 // login audits the first use of a credential: who (user, unit, roles),
 // how (method, the credential's digest) and until when.
 func login(r *http.Request, cfg MiddlewareConfig, id Identity) error {
-	detail := map[string]any{"method": id.Method, "remote": r.RemoteAddr, "userAgent": clip(r.UserAgent(), 200)}
+	detail := map[string]any{"method": id.Method, "remote": r.RemoteAddr, "userAgent": audit.Text(r.UserAgent(), 200)}
 	if !id.Expires.IsZero() {
 		detail["expires"] = id.Expires.UTC().Format(time.RFC3339)
 	}
@@ -146,7 +144,7 @@ func withAccess(ctx context.Context, src AccessSource, id Identity) (Identity, e
 	}
 	if a.Locked {
 		return Identity{}, &AuthError{Message: "账号已停用", Claimed: id.User,
-			Detail: map[string]any{"locked": true, "lockReason": clip(a.LockReason, 200)}}
+			Detail: map[string]any{"locked": true, "lockReason": audit.Text(a.LockReason, 200)}}
 	}
 	roles := slices.Clone(id.Roles)
 	for _, role := range a.Roles {
@@ -164,10 +162,10 @@ func refuse(w http.ResponseWriter, r *http.Request, cfg MiddlewareConfig, ae *Au
 	if ae.Security {
 		action = ActionSecurityFailure
 	}
-	detail := map[string]any{"method": r.Method, "path": clip(r.URL.Path, 256), "remote": r.RemoteAddr}
+	detail := map[string]any{"method": r.Method, "path": audit.Text(r.URL.Path, 256), "remote": r.RemoteAddr}
 	maps.Copy(detail, ae.Detail)
 	if ae.Claimed != "" {
-		detail["claimedUser"] = clip(ae.Claimed, 64)
+		detail["claimedUser"] = audit.Text(ae.Claimed, 64)
 	}
 	if ae.Err != nil {
 		cfg.Logger.WarnContext(ctx, "authentication refused", "err", ae.Err, "remote", r.RemoteAddr,
@@ -175,24 +173,10 @@ func refuse(w http.ResponseWriter, r *http.Request, cfg MiddlewareConfig, ae *Au
 	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if _, err := cfg.Audit.Append(actx, audit.Entry{Actor: "anonymous", Action: action, Object: clip(r.URL.Path, 256),
+	if _, err := cfg.Audit.Append(actx, audit.Entry{Actor: "anonymous", Action: action, Object: audit.Text(r.URL.Path, 256),
 		Result: "denied", Reason: ae.Message, CorrelationID: httpapi.RequestID(ctx), Detail: detail}); err != nil {
 		cfg.Logger.ErrorContext(ctx, "audit of an authentication failure failed", "err", err,
 			"request_id", httpapi.RequestID(ctx))
 	}
 	httpapi.WriteError(w, http.StatusUnauthorized, CodeUnauthenticated, ae.Message)
-}
-
-// clip makes s acceptable audit text: valid UTF-8, no NUL, at most max
-// bytes.
-func clip(s string, max int) string {
-	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
-	if len(s) <= max {
-		return s
-	}
-	cut := max
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut]
 }

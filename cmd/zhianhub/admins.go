@@ -81,7 +81,7 @@ func runAdmins(ctx context.Context, env *cliEnv, args []string) (err error) {
 		}
 		return tw.Flush()
 	}
-	why := auditText(strings.TrimSpace(*reason), maxAuditReason)
+	why := audit.Text(strings.TrimSpace(*reason), maxAuditReason)
 	var conflict string
 	err = audit.BeginFunc(ctx, d.pool, func(tx pgx.Tx, st *audit.Staging) error {
 		if err := access.LockUser(ctx, tx, *user); err != nil {

@@ -24,7 +24,7 @@ const cliAuditTimeout = 15 * time.Second
 // (key.change) in any case.
 func auditAdminAction(ctx context.Context, env *cliEnv, e audit.Entry) {
 	if e.Actor == "" {
-		e.Actor = auditText(strings.TrimSpace(env.getenv("USER")), 64)
+		e.Actor = audit.Text(strings.TrimSpace(env.getenv("USER")), 64)
 		if e.Actor == "" {
 			e.Actor = "operator"
 		}

@@ -139,7 +139,7 @@ func openDLQ(ctx context.Context, env *cliEnv, cfgPath string, needs dlqNeeds) (
 	if err != nil {
 		return nil, err
 	}
-	d := &dlqEnv{cfg: cfg, actor: auditText(strings.TrimSpace(env.getenv("USER")), 64)}
+	d := &dlqEnv{cfg: cfg, actor: audit.Text(strings.TrimSpace(env.getenv("USER")), 64)}
 	if d.actor == "" {
 		d.actor = "operator"
 	}
@@ -211,7 +211,7 @@ func (d *dlqEnv) record(ctx context.Context, action string, id int64, l deadlett
 		Action:        action,
 		Object:        strconv.FormatInt(id, 10),
 		Result:        result,
-		Reason:        auditText(reason, maxAuditReason),
+		Reason:        audit.Text(reason, maxAuditReason),
 		CorrelationID: l.MessageID,
 		Detail:        detail,
 	})
@@ -224,20 +224,6 @@ func (d *dlqEnv) record(ctx context.Context, action string, id int64, l deadlett
 // maxAuditReason bounds the reason of an audit entry, in bytes (the chain
 // takes up to audit.MaxFieldSize).
 const maxAuditReason = 8 << 10
-
-// auditText makes operator-given text acceptable to the audit chain: valid
-// UTF-8, no NUL, at most max bytes (cut at a rune boundary).
-func auditText(s string, max int) string {
-	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
-	if len(s) <= max {
-		return s
-	}
-	cut := max
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut]
-}
 
 // parseSince accepts RFC 3339 or a duration back from now ("2h").
 func parseSince(s string, now time.Time) (time.Time, error) {

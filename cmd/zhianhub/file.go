@@ -49,9 +49,9 @@ func runFile(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	who := auditText(strings.TrimSpace(*actor), 64)
+	who := audit.Text(strings.TrimSpace(*actor), 64)
 	if who == "" {
-		who = auditText(strings.TrimSpace(env.getenv("USER")), 64)
+		who = audit.Text(strings.TrimSpace(env.getenv("USER")), 64)
 	}
 	if who == "" {
 		who = "operator"

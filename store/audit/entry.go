@@ -70,8 +70,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // HashSize is the size of an SM3 hash.
@@ -232,4 +234,20 @@ func (c *canonCache) put(doc []byte, canon string) {
 	}
 	c.m[string(doc)] = canon
 	c.mu.Unlock()
+}
+
+// Text makes s acceptable audit text: valid UTF-8 (invalid bytes become
+// U+FFFD), no NUL, at most max bytes, cut at a rune boundary. The API, the
+// authentication middleware and the command line clip what callers give
+// with it before it goes into an entry.
+func Text(s string, max int) string {
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
 }

@@ -30,6 +30,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"zhianhub/store/audit"
 )
 
 // SystemRecord is one row of the system log.
@@ -281,7 +283,7 @@ func insert(ctx context.Context, pool *pgxpool.Pool, sys []SystemRecord, ops []O
 					a = b
 				}
 				at[i], level[i], msg[i], comp[i], req[i], mid[i], inst[i], attrs[i] =
-					r.At, int16(r.Level), clip(r.Msg, 2000), r.Component, clip(r.RequestID, 64), clip(r.MessageID, 64), r.Instance, string(a)
+					r.At, int16(r.Level), audit.Text(r.Msg, 2000), r.Component, audit.Text(r.RequestID, 64), audit.Text(r.MessageID, 64), r.Instance, string(a)
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO system_log (at, level, msg, component, request_id, message_id, instance, attrs)
 				SELECT * FROM unnest($1::timestamptz[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[])`,
@@ -296,7 +298,7 @@ func insert(ctx context.Context, pool *pgxpool.Pool, sys []SystemRecord, ops []O
 			status, dur := make([]int16, n), make([]int64, n)
 			for i, r := range ops {
 				at[i], req[i], user[i], unit[i], roles[i], am[i], method[i], route[i], path[i], remote[i] =
-					r.At, r.RequestID, r.User, r.Unit, r.Roles, r.AuthMethod, r.Method, r.Route, clip(r.Path, 512), r.Remote
+					r.At, r.RequestID, r.User, r.Unit, r.Roles, r.AuthMethod, r.Method, r.Route, audit.Text(r.Path, 512), r.Remote
 				status[i], dur[i] = int16(r.Status), r.Duration.Microseconds()
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO operation_log (at, request_id, user_id, unit, roles, auth_method, method, route, path, remote, status, duration_us)
@@ -307,15 +309,4 @@ func insert(ctx context.Context, pool *pgxpool.Pool, sys []SystemRecord, ops []O
 		}
 		return nil
 	})
-}
-
-// clip shortens s to at most n bytes on a rune boundary.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n]
 }
