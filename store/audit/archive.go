@@ -173,7 +173,7 @@ func Archive(ctx context.Context, cfg ArchiveConfig) (ArchiveResult, error) {
 	res.Entries, res.Checkpoints = m.Entries, m.Checkpoints
 	sum, _ := hex.DecodeString(m.SM3)
 	copy(res.SM3[:], sum)
-	if err := syncDir(cfg.Dir); err != nil {
+	if err := SyncDir(cfg.Dir); err != nil {
 		return ArchiveResult{}, err
 	}
 	res.ArchiveEntry, err = cfg.Writer.Append(ctx, Entry{Actor: cfg.Actor, Action: ActionArchive, Object: name, Result: "ok",
@@ -345,7 +345,9 @@ func ReadSignedManifest(path string, m any, keyID func() string, keys KeyFunc) e
 	return nil
 }
 
-func syncDir(dir string) error {
+// SyncDir makes the entries of directory dir durable (a new archive and
+// its manifest) before anything is deleted; the log archives share it.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("audit: archive: %w", err)

@@ -120,7 +120,7 @@ func Archive(ctx context.Context, cfg ArchiveConfig) (ArchiveResult, error) {
 		if err := audit.WriteSignedManifest(res.ManifestPath, m, cfg.Signer); err != nil {
 			return err
 		}
-		if err := syncDir(cfg.Dir); err != nil {
+		if err := audit.SyncDir(cfg.Dir); err != nil {
 			return err
 		}
 		res.Manifest = m
@@ -188,15 +188,6 @@ func writeRows(ctx context.Context, tx pgx.Tx, log Log, before time.Time, path s
 		return 0, "", err
 	}
 	return n, hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // VerifyArchive checks an archive against its manifest (the path of the
