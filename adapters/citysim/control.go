@@ -27,15 +27,15 @@ import (
 // {"error": "..."} with status 400, 404 or 503 (no bus connection).
 func (s *Sim) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) { mpssim.WriteJSON(w, http.StatusOK, s.Stats()) })
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Stats()) })
 	mux.HandleFunc("GET /faults", func(w http.ResponseWriter, _ *http.Request) {
-		mpssim.WriteJSON(w, http.StatusOK, map[string]any{"probabilities": s.FaultProbabilities()})
+		writeJSON(w, http.StatusOK, map[string]any{"probabilities": s.FaultProbabilities()})
 	})
 	mux.HandleFunc("POST /faults", s.postFaults)
 	mux.HandleFunc("POST /send", func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		if err != nil {
-			mpssim.WriteError(w, http.StatusBadRequest, err)
+			writeError(w, http.StatusBadRequest, err)
 			return
 		}
 		if len(body) == 0 {
@@ -44,23 +44,23 @@ func (s *Sim) Handler() http.Handler {
 		info, err := s.SendOrder(r.Context(), body, "")
 		switch {
 		case errors.Is(err, errNotConnected):
-			mpssim.WriteError(w, http.StatusServiceUnavailable, err)
+			writeError(w, http.StatusServiceUnavailable, err)
 		case err != nil:
-			mpssim.WriteError(w, http.StatusBadRequest, err)
+			writeError(w, http.StatusBadRequest, err)
 		default:
-			mpssim.WriteJSON(w, http.StatusOK, info)
+			writeJSON(w, http.StatusOK, info)
 		}
 	})
 	mux.HandleFunc("GET /messages/{id}", func(w http.ResponseWriter, r *http.Request) {
 		m, ok := s.Message(r.PathValue("id"))
 		if !ok {
-			mpssim.WriteError(w, http.StatusNotFound, errors.New("no order with this id"))
+			writeError(w, http.StatusNotFound, errors.New("no order with this id"))
 			return
 		}
-		mpssim.WriteJSON(w, http.StatusOK, m)
+		writeJSON(w, http.StatusOK, m)
 	})
 	mux.HandleFunc("GET /feedback", func(w http.ResponseWriter, _ *http.Request) {
-		mpssim.WriteJSON(w, http.StatusOK, map[string]any{"feedback": s.Feedback()})
+		writeJSON(w, http.StatusOK, map[string]any{"feedback": s.Feedback()})
 	})
 	return mux
 }
@@ -68,7 +68,7 @@ func (s *Sim) Handler() http.Handler {
 func (s *Sim) postFaults(w http.ResponseWriter, r *http.Request) {
 	var req map[mpssim.Fault]mpssim.FaultSetting
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
-		mpssim.WriteError(w, http.StatusBadRequest, fmt.Errorf("body: %w", err))
+		writeError(w, http.StatusBadRequest, fmt.Errorf("body: %w", err))
 		return
 	}
 	for f, set := range req {
@@ -77,7 +77,7 @@ func (s *Sim) postFaults(w http.ResponseWriter, r *http.Request) {
 			p = *set.Probability
 		}
 		if err := checkFault(f, p); err != nil {
-			mpssim.WriteError(w, http.StatusBadRequest, err)
+			writeError(w, http.StatusBadRequest, err)
 			return
 		}
 	}
@@ -96,17 +96,17 @@ func (s *Sim) postFaults(w http.ResponseWriter, r *http.Request) {
 			}
 			info, err := s.SendOrder(r.Context(), nil, f)
 			if errors.Is(err, errNotConnected) {
-				mpssim.WriteError(w, http.StatusServiceUnavailable, err)
+				writeError(w, http.StatusServiceUnavailable, err)
 				return
 			}
 			if err != nil {
-				mpssim.WriteError(w, http.StatusBadRequest, err)
+				writeError(w, http.StatusBadRequest, err)
 				return
 			}
 			injected = append(injected, info)
 		}
 	}
-	mpssim.WriteJSON(w, http.StatusOK, map[string]any{"probabilities": s.FaultProbabilities(), "injected": injected})
+	writeJSON(w, http.StatusOK, map[string]any{"probabilities": s.FaultProbabilities(), "injected": injected})
 }
 
 // SetFault sets the probability of f (0 turns it off).
@@ -165,4 +165,16 @@ func (s *Sim) Feedback() []Feedback {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.received)
+}
+
+// writeJSON answers compact JSON (deploy/run-demo.sh reads /send's answer
+// with sed).
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	writeJSON(w, status, map[string]string{"error": err.Error()})
 }

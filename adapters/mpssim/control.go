@@ -45,20 +45,20 @@ type SendRequest struct {
 func (s *Sim) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
-		WriteJSON(w, http.StatusOK, s.Stats())
+		writeJSON(w, http.StatusOK, s.Stats())
 	})
 	mux.HandleFunc("GET /faults", func(w http.ResponseWriter, _ *http.Request) {
-		WriteJSON(w, http.StatusOK, s.faultsResponse(nil))
+		writeJSON(w, http.StatusOK, s.faultsResponse(nil))
 	})
 	mux.HandleFunc("POST /faults", s.postFaults)
 	mux.HandleFunc("POST /send", s.postSend)
 	mux.HandleFunc("GET /messages/{id}", func(w http.ResponseWriter, r *http.Request) {
 		m, ok := s.Message(r.PathValue("id"))
 		if !ok {
-			WriteError(w, http.StatusNotFound, errors.New("no downward message with this id"))
+			writeError(w, http.StatusNotFound, errors.New("no downward message with this id"))
 			return
 		}
-		WriteJSON(w, http.StatusOK, m)
+		writeJSON(w, http.StatusOK, m)
 	})
 	return mux
 }
@@ -70,7 +70,7 @@ func (s *Sim) faultsResponse(injected []MessageInfo) FaultsResponse {
 func (s *Sim) postFaults(w http.ResponseWriter, r *http.Request) {
 	var req map[Fault]FaultSetting
 	if err := decodeBody(r, &req); err != nil {
-		WriteError(w, http.StatusBadRequest, err)
+		writeError(w, http.StatusBadRequest, err)
 		return
 	}
 	// Check everything before changing anything.
@@ -80,11 +80,11 @@ func (s *Sim) postFaults(w http.ResponseWriter, r *http.Request) {
 			p = *set.Probability
 		}
 		if err := checkFault(f, p); err != nil {
-			WriteError(w, http.StatusBadRequest, err)
+			writeError(w, http.StatusBadRequest, err)
 			return
 		}
 		if set.Inject < 0 || set.Inject > 1000 {
-			WriteError(w, http.StatusBadRequest, fmt.Errorf("fault %s: inject %d is not in 0..1000", f, set.Inject))
+			writeError(w, http.StatusBadRequest, fmt.Errorf("fault %s: inject %d is not in 0..1000", f, set.Inject))
 			return
 		}
 	}
@@ -101,38 +101,38 @@ func (s *Sim) postFaults(w http.ResponseWriter, r *http.Request) {
 			infos, err := s.Inject(r.Context(), f, set.Inject)
 			injected = append(injected, infos...)
 			if err != nil {
-				WriteError(w, statusOf(err), fmt.Errorf("fault %s: %w", f, err))
+				writeError(w, statusOf(err), fmt.Errorf("fault %s: %w", f, err))
 				return
 			}
 		}
 	}
-	WriteJSON(w, http.StatusOK, s.faultsResponse(injected))
+	writeJSON(w, http.StatusOK, s.faultsResponse(injected))
 }
 
 func (s *Sim) postSend(w http.ResponseWriter, r *http.Request) {
 	var req SendRequest
 	if err := decodeBody(r, &req); err != nil {
-		WriteError(w, http.StatusBadRequest, err)
+		writeError(w, http.StatusBadRequest, err)
 		return
 	}
 	if s.publisher() == nil {
-		WriteError(w, http.StatusServiceUnavailable, errNotConnected)
+		writeError(w, http.StatusServiceUnavailable, errNotConnected)
 		return
 	}
 	res, err := s.Send(r.Context(), req.Kind, req.Payload)
 	if err != nil {
 		if res.ID == "" {
-			WriteError(w, http.StatusBadRequest, err)
+			writeError(w, http.StatusBadRequest, err)
 			return
 		}
 		// Tracked: it is resent on the resend schedule.
-		WriteJSON(w, http.StatusBadGateway, struct {
+		writeJSON(w, http.StatusBadGateway, struct {
 			SendResult
 			Error string `json:"error"`
 		}{res, err.Error()})
 		return
 	}
-	WriteJSON(w, http.StatusOK, res)
+	writeJSON(w, http.StatusOK, res)
 }
 
 func statusOf(err error) int {
@@ -151,9 +151,7 @@ func decodeBody(r *http.Request, v any) error {
 	return nil
 }
 
-// WriteJSON answers a control API request with v as indented JSON; the
-// city-bus simulator's control API shares it.
-func WriteJSON(w http.ResponseWriter, status int, v any) {
+func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
@@ -161,7 +159,6 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-// WriteError answers {"error": err}.
-func WriteError(w http.ResponseWriter, status int, err error) {
-	WriteJSON(w, status, map[string]string{"error": err.Error()})
+func writeError(w http.ResponseWriter, status int, err error) {
+	writeJSON(w, status, map[string]string{"error": err.Error()})
 }
