@@ -213,11 +213,17 @@ func TestOrders(t *testing.T) {
 		resp, err := http.Post(ctl+path, "application/json", strings.NewReader(body))
 		must(t, err)
 		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		must(t, err)
 		if resp.StatusCode != http.StatusOK {
-			b, _ := io.ReadAll(resp.Body)
 			t.Fatalf("POST %s: %d %s", path, resp.StatusCode, b)
 		}
-		must(t, json.NewDecoder(resp.Body).Decode(into))
+		// Compact JSON on one line: deploy/run-demo.sh reads /send's
+		// "orderNo":"…" with sed.
+		if path == "/send" && (!strings.Contains(string(b), `"orderNo":"`) || strings.Count(string(b), "\n") != 1) {
+			t.Fatalf("POST /send answered %s, not compact JSON with orderNo", b)
+		}
+		must(t, json.Unmarshal(b, into))
 	}
 	answer := func(ref string) {
 		p, _ := json.Marshal(map[string]string{"ref": ref, "status": "ACCEPTED", "code": "0000", "reason": "", "at": time.Now().Format(time.RFC3339)})
